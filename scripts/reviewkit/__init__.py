@@ -1,0 +1,1 @@
+"""Shared components of the review-generation kit: loading, cleaning, keywords, prompts, splits."""
