@@ -34,12 +34,11 @@ class CleaningConfig:
 
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff\ufffe\uffff]")
 _WHITESPACE = re.compile(r"\s+")
-_QUOTES = str.maketrans({
-    "«": '"', "»": '"', "„": '"', "“": '"', "”": '"', "‟": '"', "″": '"',
-    "‘": "'", "’": "'", "‚": "'", "‛": "'", "′": "'",
-})
-_LETTER = re.compile(r"[^\W\d_]")
-_CYRILLIC = re.compile(r"[а-яёА-ЯЁ]")
+_QUOTE_REPLACEMENTS = {**dict.fromkeys("«»„“”‟″", '"'), **dict.fromkeys("‘’‚‛′", "'")}
+_QUOTES = re.compile(f"[{''.join(_QUOTE_REPLACEMENTS)}]")
+_NOT_LETTER = re.compile(r"[\W\d_]+")
+_NOT_CYRILLIC_LETTER = re.compile(r"[^\W\d_а-яёА-ЯЁ]")
+_CYRILLIC = re.compile("[а-яёА-ЯЁ]")
 
 
 def normalize_text(text: str) -> str:
@@ -51,7 +50,7 @@ def normalize_text(text: str) -> str:
     text = text.replace("\\r\\n", " ").replace("\\n", " ").replace("\\t", " ")
     text = unicodedata.normalize("NFC", text)
     text = _CONTROL.sub(" ", text)
-    text = text.translate(_QUOTES)
+    text = _QUOTES.sub(lambda match: _QUOTE_REPLACEMENTS[match.group()], text)
     return _WHITESPACE.sub(" ", text).strip()
 
 
@@ -75,8 +74,11 @@ def parse_rating(value) -> tuple[int | None, str | None]:
 
 
 def cyrillic_share(text: str) -> float:
-    letters = len(_LETTER.findall(text))
-    return len(_CYRILLIC.findall(text)) / letters if letters else 0.0
+    """Share of Cyrillic among the letters of `text` (0 when it has no letters)."""
+    if _NOT_CYRILLIC_LETTER.search(text) is None:  # the common case: no other script at all
+        return 1.0 if _CYRILLIC.search(text) else 0.0
+    letters = len(_NOT_LETTER.sub("", text))
+    return (letters - len(_NOT_CYRILLIC_LETTER.findall(text))) / letters
 
 
 def clean_text(value, config: CleaningConfig) -> tuple[str | None, str | None]:

@@ -2,17 +2,20 @@
 
 Lemmas come from pymorphy3 (with its compiled DAWG backend), one analysis per distinct
 word form: `Lemmatizer` caches every form it has seen, so the cost grows with the
-vocabulary, not the corpus. TF-IDF weights come from scikit-learn's TfidfTransformer over
-a sparse count matrix built here, because CountVectorizer's per-token Python loop is the
-slowest part at 500,000 reviews.
+vocabulary, not the corpus. Lemmas travel as stable 63-bit ids, so worker processes need no
+shared vocabulary. TF-IDF weights come from scikit-learn's TfidfTransformer over a sparse
+count matrix built from those ids with numpy, because CountVectorizer's per-token Python
+loop would be the slowest part at 500,000 reviews.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfTransformer
 
@@ -33,6 +36,12 @@ STOP_LEMMAS = frozenset("""
 """.split())
 
 _WORD = re.compile(r"[а-яё]+(?:-[а-яё]+)*")
+_NO_LEMMA = -1
+
+
+def lemma_id(lemma: str) -> int:
+    """A stable 63-bit id, equal in every process (Python's hash() is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(lemma.encode("utf-8"), digest_size=8).digest(), "little") >> 1
 
 
 class Lemmatizer:
@@ -42,69 +51,84 @@ class Lemmatizer:
         import pymorphy3
 
         self._morph = pymorphy3.MorphAnalyzer()
-        self._cache: dict[str, str | None] = {}
+        self._cache: dict[str, int] = {}
         self._max_cache = max_cache
+        self.lemmas: dict[int, str] = {}
+        self._unreported: dict[int, str] = {}
+
+    def content_lemma_ids(self, text: str) -> list[int]:
+        forms = _WORD.findall(text.lower())
+        ids = list(map(self._cache.get, forms))
+        if None in ids:
+            for position, form in enumerate(forms):
+                if ids[position] is None:
+                    ids[position] = self._analyse_and_cache(form)
+        return list(filter(_NO_LEMMA.__ne__, ids))
 
     def content_lemmas(self, text: str) -> list[str]:
-        cache = self._cache
-        lemmas = []
-        for form in _WORD.findall(text.lower()):
-            if form in cache:
-                lemma = cache[form]
-            else:
-                lemma = self._analyse(form)
-                if len(cache) < self._max_cache:
-                    cache[form] = lemma
-            if lemma is not None:
-                lemmas.append(lemma)
-        return lemmas
+        return [self.lemmas[i] for i in self.content_lemma_ids(text)]
 
-    def _analyse(self, form: str) -> str | None:
+    def take_new_lemmas(self) -> dict[int, str]:
+        """Lemmas first met since the last call: what a worker sends its parent."""
+        new, self._unreported = self._unreported, {}
+        return new
+
+    def _analyse_and_cache(self, form: str) -> int:
+        identifier = self._analyse(form)
+        if len(self._cache) < self._max_cache:
+            self._cache[form] = identifier
+        return identifier
+
+    def _analyse(self, form: str) -> int:
         if len(form) < MIN_WORD_CHARS:
-            return None
+            return _NO_LEMMA
         parse = self._morph.parse(form)[0]
-        if parse.tag.POS not in CONTENT_POS:
-            return None
+        if parse.tag.POS not in CONTENT_POS or parse.normal_form in STOP_LEMMAS:
+            return _NO_LEMMA
         lemma = parse.normal_form
-        return None if lemma in STOP_LEMMAS else lemma
+        identifier = lemma_id(lemma)
+        if identifier not in self.lemmas:
+            self.lemmas[identifier] = lemma
+            self._unreported[identifier] = lemma
+        return identifier
 
 
 class LemmaCounts:
-    """Accumulates documents' lemmas as a sparse document-term count matrix, chunk by chunk."""
+    """Documents' lemma ids gathered chunk by chunk into a sparse document-term count matrix."""
 
     def __init__(self):
-        self.vocabulary: dict[str, int] = {}
-        self._indices: list[np.ndarray] = []
+        self.lemmas: dict[int, str] = {}
+        self._ids: list[np.ndarray] = []
         self._lengths: list[np.ndarray] = []
 
-    def add(self, documents: Iterable[Sequence[str]]) -> None:
-        vocabulary = self.vocabulary
-        ids, lengths = [], []
-        for lemmas in documents:
-            ids.extend(vocabulary.setdefault(lemma, len(vocabulary)) for lemma in lemmas)
-            lengths.append(len(lemmas))
-        self._indices.append(np.asarray(ids, dtype=np.int32))
+    def add(self, ids: np.ndarray, lengths: np.ndarray, lemmas: dict[int, str]) -> None:
+        """`ids` of all documents back to back, `lengths` the number per document."""
+        self._ids.append(np.asarray(ids, dtype=np.int64))
         self._lengths.append(np.asarray(lengths, dtype=np.int64))
+        self.lemmas.update(lemmas)
 
-    def matrix(self) -> sp.csr_matrix:
+    def matrix(self) -> tuple[sp.csr_matrix, list[str]]:
+        """The count matrix and the lemma of each column (columns in order of first appearance)."""
         lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, np.int64)
-        indices = np.concatenate(self._indices) if self._indices else np.zeros(0, np.int32)
+        ids = np.concatenate(self._ids) if self._ids else np.zeros(0, np.int64)
+        # A hash-table factorisation, O(n), where np.unique would sort all tokens.
+        columns, column_ids = pd.factorize(ids)
         indptr = np.concatenate([[0], np.cumsum(lengths)])
         counts = sp.csr_matrix(
-            (np.ones(len(indices), dtype=np.float32), indices, indptr),
-            shape=(len(lengths), len(self.vocabulary)),
+            (np.ones(len(columns), dtype=np.float32), columns.reshape(-1), indptr),
+            shape=(len(lengths), len(column_ids)),
         )
         counts.sum_duplicates()
-        return counts
+        return counts, [self.lemmas[i] for i in column_ids.tolist()]
 
 
 def top_keywords(
-    counts: sp.csr_matrix, vocabulary: dict[str, int], k: int = DEFAULT_TOP_K, rows: np.ndarray | None = None
+    counts: sp.csr_matrix, vocabulary: Sequence[str], k: int = DEFAULT_TOP_K, rows: np.ndarray | None = None
 ) -> list[list[str]]:
     """Top-k lemmas of each document by TF-IDF, IDF fitted on all documents of `counts`.
 
     `rows` restricts the output to those documents (e.g. a ratings filter) without changing
-    the IDF. Ties go to the lemma seen first in the corpus, so the result is deterministic.
+    the IDF. Ties go to the lemma that appeared first in the corpus, so the result is deterministic.
     """
     tfidf = TfidfTransformer(norm=None, sublinear_tf=True).fit(counts)
     weights = tfidf.transform(counts[rows] if rows is not None else counts).tocsr()
@@ -112,14 +136,11 @@ def top_keywords(
     n_rows, indptr = weights.shape[0], weights.indptr
     row_lengths = np.diff(indptr)
     row_of = np.repeat(np.arange(n_rows), row_lengths)
-    # One sort for the whole corpus: by row, then weight descending, then first-seen lemma.
-    order = np.lexsort((weights.indices, -weights.data, row_of))
+    # One stable sort for the whole corpus: by row, then weight descending.
+    order = np.lexsort((-weights.data, row_of))
     rank = np.arange(len(order)) - indptr[row_of]
     chosen = weights.indices[order[rank < k]]
-    words = np.empty(len(vocabulary), dtype=object)
-    for word, index in vocabulary.items():
-        words[index] = word
-    chosen_words = words[chosen].tolist()
+    chosen_words = np.asarray(vocabulary, dtype=object)[chosen].tolist()
     ends = np.cumsum(np.minimum(row_lengths, k)).tolist()
     starts = [0] + ends[:-1]
     return [chosen_words[s:e] for s, e in zip(starts, ends)]
@@ -128,6 +149,7 @@ def top_keywords(
 def extract_keywords(texts: Sequence[str], k: int = DEFAULT_TOP_K, lemmatizer: Lemmatizer | None = None) -> list[list[str]]:
     """Keywords for a list of texts in one call (the pipeline streams the same steps in chunks)."""
     lemmatizer = lemmatizer or Lemmatizer()
+    documents = [lemmatizer.content_lemma_ids(text) for text in texts]
     counts = LemmaCounts()
-    counts.add(lemmatizer.content_lemmas(text) for text in texts)
-    return top_keywords(counts.matrix(), counts.vocabulary, k)
+    counts.add([i for doc in documents for i in doc], [len(doc) for doc in documents], lemmatizer.lemmas)
+    return top_keywords(*counts.matrix(), k)

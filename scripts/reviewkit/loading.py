@@ -8,11 +8,11 @@ caller counts those reasons instead of crashing on them.
 from __future__ import annotations
 
 import csv
-import os
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 FIELDS = ("address", "name_ru", "rating", "rubrics", "text")
 REQUIRED_COLUMNS = ("rating", "text")
@@ -71,9 +71,60 @@ def detect_format(source: str) -> str:
 
 def read_reviews(source: str) -> Iterator[RawRecord]:
     """Stream the reviews of a TSKV/CSV/parquet file or a hub dataset id."""
+    for batch in read_batches(source):
+        yield from batch.records()
+
+
+def read_batches(source: str, size: int = _BATCH_ROWS) -> Iterator[TskvLines | RecordList]:
+    """Stream the input in batches of about `size` records.
+
+    TSKV batches carry raw bytes and are decoded and parsed by `records()`, so a worker
+    process, not the reader, pays for it.
+    """
     fmt = detect_format(source)
-    reader = {"tskv": _read_tskv, "csv": _read_csv, "parquet": _read_parquet, "hub": _read_hub}[fmt]
-    return reader(source)
+    if fmt == "tskv":
+        return _tskv_batches(source, size)
+    reader = {"csv": _read_csv, "parquet": _read_parquet, "hub": _read_hub}[fmt]
+    return (RecordList(chunk) for chunk in _chunked(reader(source), size))
+
+
+@dataclass(frozen=True)
+class TskvLines:
+    lines: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def records(self) -> Iterator[RawRecord]:
+        for raw in self.lines:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield RawRecord(error=UNDECODABLE)
+                continue
+            yield parse_tskv_line(line.rstrip("\r\n"))
+
+
+@dataclass(frozen=True)
+class RecordList:
+    items: list[RawRecord]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def records(self) -> Iterator[RawRecord]:
+        return iter(self.items)
+
+
+def _chunked(items: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def parse_tskv_line(line: str) -> RawRecord:
@@ -100,17 +151,14 @@ def parse_tskv_line(line: str) -> RawRecord:
     return RawRecord(fields={k: fields.get(k) for k in FIELDS})
 
 
-def _read_tskv(path: str) -> Iterator[RawRecord]:
+def _tskv_batches(path: str, size: int) -> Iterator[TskvLines]:
     with open(path, "rb") as f:
-        for number, raw in enumerate(f):
-            if number == 0:
-                raw = raw.removeprefix(b"\xef\xbb\xbf")
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                yield RawRecord(error=UNDECODABLE)
-                continue
-            yield parse_tskv_line(line.rstrip("\r\n"))
+        first = True
+        for lines in iter(lambda: list(itertools.islice(f, size)), []):
+            if first:
+                lines[0] = lines[0].removeprefix(b"\xef\xbb\xbf")
+                first = False
+            yield TskvLines(lines)
 
 
 def _read_csv(path: str) -> Iterator[RawRecord]:
@@ -194,8 +242,3 @@ def _check_columns(source: str, columns: list[str]) -> None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
-
-
-def input_size(source: str) -> int | None:
-    """Size in bytes of a local input (for progress bars), None for a hub id."""
-    return os.path.getsize(source) if os.path.isfile(source) else None

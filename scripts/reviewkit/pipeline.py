@@ -19,9 +19,10 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
@@ -37,8 +38,8 @@ PIPELINE_VERSION = 1
 REPORT_NAME = "report.json"
 DUPLICATE = "duplicate_text"
 NOT_SELECTED = "rating_not_selected"
-CHUNK_ROWS = 2_000
-CHUNKS_IN_FLIGHT_PER_WORKER = 4
+BATCH_ROWS = 2_000
+BATCHES_IN_FLIGHT_PER_WORKER = 4
 
 
 class PrepareError(Exception):
@@ -58,18 +59,21 @@ class PrepareConfig:
         return dataclasses.asdict(self)
 
 
+COLUMNS = ("address", "name_ru", "rating", "rubrics", "text")
+SCHEMA = pa.schema([("address", pa.string()), ("name_ru", pa.string()), ("rating", pa.int8()),
+                    ("rubrics", pa.string()), ("text", pa.string())])
+
+
 @dataclass
 class CleanChunk:
-    """What a worker returns for one chunk: the kept rows' columns and the drop counts."""
+    """What a worker returns for one batch: kept rows, their text keys and lemma ids, drop counts."""
 
-    drops: collections.Counter = field(default_factory=collections.Counter)
-    address: list = field(default_factory=list)
-    name_ru: list = field(default_factory=list)
-    rubrics: list = field(default_factory=list)
-    text: list = field(default_factory=list)
-    rating: list = field(default_factory=list)
-    text_key: list = field(default_factory=list)
-    lemmas: list = field(default_factory=list)
+    drops: collections.Counter
+    rows: pa.RecordBatch
+    text_keys: list[bytes]
+    lemma_ids: np.ndarray
+    lemma_counts: np.ndarray
+    new_lemmas: dict[int, str]
 
 
 _worker_lemmatizer: Lemmatizer | None = None
@@ -80,51 +84,51 @@ def _init_worker() -> None:
     _worker_lemmatizer = Lemmatizer()
 
 
-def clean_chunk(records: list[loading.RawRecord], config: cleaning.CleaningConfig) -> CleanChunk:
-    out = CleanChunk()
-    for record in records:
+def clean_chunk(batch: loading.TskvLines | loading.RecordList, config: cleaning.CleaningConfig) -> CleanChunk:
+    drops = collections.Counter()
+    columns = {name: [] for name in COLUMNS}
+    text_keys, lemma_ids, lemma_counts = [], [], []
+    for record in batch.records():
         if record.error:
-            out.drops[record.error] += 1
+            drops[record.error] += 1
             continue
         fields = record.fields
         rating, reason = cleaning.parse_rating(fields["rating"])
         if reason is None:
             text, reason = cleaning.clean_text(fields["text"], config)
         if reason:
-            out.drops[reason] += 1
+            drops[reason] += 1
             continue
-        out.address.append(cleaning.clean_field(fields["address"]))
-        out.name_ru.append(cleaning.clean_field(fields["name_ru"]))
-        out.rubrics.append(";".join(cleaning.split_rubrics(cleaning.clean_field(fields["rubrics"]))))
-        out.text.append(text)
-        out.rating.append(rating)
-        out.text_key.append(hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest())
-        out.lemmas.append(" ".join(_worker_lemmatizer.content_lemmas(text)))
-    return out
+        columns["address"].append(cleaning.clean_field(fields["address"]))
+        columns["name_ru"].append(cleaning.clean_field(fields["name_ru"]))
+        columns["rubrics"].append(";".join(cleaning.split_rubrics(cleaning.clean_field(fields["rubrics"]))))
+        columns["text"].append(text)
+        columns["rating"].append(rating)
+        text_keys.append(hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest())
+        ids = _worker_lemmatizer.content_lemma_ids(text)
+        lemma_ids.extend(ids)
+        lemma_counts.append(len(ids))
+    return CleanChunk(
+        drops=drops,
+        rows=pa.record_batch({name: pa.array(values, type=SCHEMA.field(name).type) for name, values in columns.items()}),
+        text_keys=text_keys,
+        lemma_ids=np.asarray(lemma_ids, dtype=np.int64),
+        lemma_counts=np.asarray(lemma_counts, dtype=np.int64),
+        new_lemmas=_worker_lemmatizer.take_new_lemmas(),
+    )
 
 
-def _chunked(records: Iterable, size: int) -> Iterator[list]:
-    chunk = []
-    for record in records:
-        chunk.append(record)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _ordered_map(func: Callable, chunks: Iterator[list], workers: int) -> Iterator:
-    """map() over worker processes, in input order, with a bounded number of chunks in flight."""
+def _ordered_map(func: Callable, batches: Iterator, workers: int) -> Iterator:
+    """map() over worker processes, in input order, with a bounded number of batches in flight."""
     if workers <= 1:
         _init_worker()
-        yield from map(func, chunks)
+        yield from map(func, batches)
         return
     with multiprocessing.Pool(workers, initializer=_init_worker) as pool:
         pending = collections.deque()
-        for chunk in chunks:
-            pending.append(pool.apply_async(func, (chunk,)))
-            if len(pending) >= workers * CHUNKS_IN_FLIGHT_PER_WORKER:
+        for batch in batches:
+            pending.append(pool.apply_async(func, (batch,)))
+            if len(pending) >= workers * BATCHES_IN_FLIGHT_PER_WORKER:
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
@@ -168,32 +172,24 @@ def prepare_dataset(
     remove_stale_temporaries(output_dir)
 
     corpus = _clean_corpus(source, config, workers or os.cpu_count() or 1, progress)
-    read = corpus["read"]
-    if read == 0:
+    if corpus.read == 0:
         raise PrepareError(f"no reviews read from {source}: the input is empty")
-    dropped = corpus["drops"]
-    ratings = corpus["rating"]
+    ratings = corpus.table.column("rating").to_numpy()
+    selected = np.flatnonzero(np.isin(ratings, config.ratings)) if config.ratings else np.arange(len(ratings))
     if config.ratings:
-        selected = np.flatnonzero(np.isin(ratings, config.ratings))
-        dropped[NOT_SELECTED] = len(ratings) - len(selected)
-    else:
-        selected = np.arange(len(ratings))
+        corpus.drops[NOT_SELECTED] = len(ratings) - len(selected)
     if len(selected) == 0:
-        raise PrepareError(f"no review left after cleaning and the ratings filter; dropped: {dict(dropped)}")
-
-    keywords = top_keywords(corpus["counts"].matrix(), corpus["counts"].vocabulary, config.top_k, rows=selected)
-    table = corpus["table"].take(pa.array(selected))
-    ratings = ratings[selected]
-    prompts = [
-        build_prompt(int(r), rubrics, kw)
-        for r, rubrics, kw in zip(ratings.tolist(), table.column("rubrics").to_pylist(), keywords)
-    ]
-    table = table.append_column("keywords", pa.array(keywords, type=pa.list_(pa.string())))
-    table = table.append_column("prompt", pa.array(prompts, type=pa.string()))
+        raise PrepareError(f"no review left after cleaning and the ratings filter; dropped: {dict(corpus.drops)}")
+    keywords = top_keywords(*corpus.counts.matrix(), config.top_k, rows=selected)
+    table = _with_keywords_and_prompts(corpus.table.take(pa.array(selected)), keywords)
+    del corpus.table, corpus.counts, keywords
 
     groups = organization_keys(table.column("name_ru").to_pylist(), table.column("address").to_pylist())
     split_ids = grouped_split(groups, config.validation_fraction, config.test_fraction, config.seed)
+    group_codes, _ = pd.factorize(np.asarray(groups, dtype=object))
+    del groups
     files, split_report = {}, {}
+    ratings = table.column("rating").to_numpy()
     for split_id, split in enumerate(SPLITS):
         mask = split_ids == split_id
         name = f"{split}.parquet"
@@ -203,16 +199,16 @@ def prepare_dataset(
         counts = collections.Counter(ratings[mask].tolist())
         split_report[split] = {
             "rows": int(mask.sum()),
-            "organizations": len({g for g, m in zip(groups, mask) if m}),
+            "organizations": len(np.unique(group_codes[mask])),
             "ratings": {str(r): counts.get(r, 0) for r in range(1, 6)},
             "rating_share": rating_distribution(ratings[mask].tolist()),
         }
     report = {
         "input": source,
         "format": fmt,
-        "read": read,
-        "kept": int(len(selected)),
-        "dropped": dict(sorted(dropped.items())),
+        "read": corpus.read,
+        "kept": len(table),
+        "dropped": dict(sorted(corpus.drops.items())),
         "rating_share_all": rating_distribution(ratings.tolist()),
         "splits": split_report,
         "settings": config.as_dict(),
@@ -223,6 +219,17 @@ def prepare_dataset(
     }
     atomic_write_text(output_dir / REPORT_NAME, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     return {**report, "cached": False}
+
+
+def _with_keywords_and_prompts(table: pa.Table, keywords: list[list[str]]) -> pa.Table:
+    prompts = [
+        build_prompt(rating, rubrics, words)
+        for rating, rubrics, words in zip(
+            table.column("rating").to_pylist(), table.column("rubrics").to_pylist(), keywords
+        )
+    ]
+    table = table.append_column("keywords", pa.array(keywords, type=pa.list_(pa.string())))
+    return table.append_column("prompt", pa.array(prompts, type=pa.string()))
 
 
 def _prepare_output_dir(output_dir: Path) -> None:
@@ -236,49 +243,45 @@ def _prepare_output_dir(output_dir: Path) -> None:
         raise PrepareError(f"output directory {output_dir} is not writable")
 
 
-def _clean_corpus(source: str, config: PrepareConfig, workers: int, progress: bool) -> dict:
-    """Stream, clean and deduplicate the input; lemmas go straight into a sparse count matrix."""
-    records = loading.read_reviews(source)
+@dataclass
+class CleanCorpus:
+    read: int
+    drops: collections.Counter
+    counts: LemmaCounts
+    table: pa.Table
+
+
+def _clean_corpus(source: str, config: PrepareConfig, workers: int, progress: bool) -> CleanCorpus:
+    """Stream, clean and deduplicate the input; lemma ids go straight into a sparse count matrix."""
     bar = tqdm(desc="reading and cleaning", unit=" rows", disable=not progress, mininterval=1.0)
     drops = collections.Counter()
     seen = set()
     counts = LemmaCounts()
-    batches, ratings = [], []
+    kept_batches = []
     read = 0
 
-    def counted_chunks():
+    def counted(batches):
         nonlocal read
-        for chunk in _chunked(records, CHUNK_ROWS):
-            read += len(chunk)
-            bar.update(len(chunk))
-            yield chunk
+        for batch in batches:
+            read += len(batch)
+            bar.update(len(batch))
+            yield batch
 
     clean = functools.partial(clean_chunk, config=config.cleaning)
-    for chunk in _ordered_map(clean, counted_chunks(), workers):
+    batches = counted(loading.read_batches(source, BATCH_ROWS))
+    for chunk in _ordered_map(clean, batches, workers):
         drops.update(chunk.drops)
-        keep = []
-        for i, key in enumerate(chunk.text_key):
+        keep = np.zeros(len(chunk.text_keys), dtype=bool)
+        for i, key in enumerate(chunk.text_keys):
             if key in seen:
                 drops[DUPLICATE] += 1
             else:
                 seen.add(key)
-                keep.append(i)
-        if not keep:
-            continue
-        counts.add(chunk.lemmas[i].split() for i in keep)
-        ratings.extend(chunk.rating[i] for i in keep)
-        batches.append(
-            pa.record_batch(
-                {name: pa.array([getattr(chunk, name)[i] for i in keep], type=pa.string())
-                 for name in ("address", "name_ru", "rubrics", "text")}
-            )
-        )
+                keep[i] = True
+        counts.add(chunk.lemma_ids[np.repeat(keep, chunk.lemma_counts)], chunk.lemma_counts[keep], chunk.new_lemmas)
+        kept_batches.append(chunk.rows.filter(pa.array(keep)))
     bar.close()
-    schema = pa.schema([(name, pa.string()) for name in ("address", "name_ru", "rubrics", "text")])
-    table = pa.Table.from_batches(batches, schema=schema)
-    rating_array = np.asarray(ratings, dtype=np.int8)
-    table = table.add_column(2, "rating", pa.array(rating_array))
-    return {"read": read, "drops": drops, "counts": counts, "rating": rating_array, "table": table}
+    return CleanCorpus(read, drops, counts, pa.Table.from_batches(kept_batches, schema=SCHEMA))
 
 
 def format_report(report: dict) -> str:
