@@ -287,9 +287,9 @@ def _clean_corpus(source: str, config: PrepareConfig, workers: int, progress: bo
 def format_report(report: dict) -> str:
     """The printed summary: read/kept, one line per drop reason, rows and ratings per split."""
     read = report["read"]
-    lines = [f"{'read':<28}{read:>10}", f"{'kept':<28}{report['kept']:>10}{report['kept'] / read:>9.1%}"]
+    lines = [f"{'read':<34}{read:>10}", f"{'kept':<34}{report['kept']:>10}{report['kept'] / read:>9.1%}"]
     for reason, count in report["dropped"].items():
-        lines.append(f"  dropped: {reason:<18}{count:>10}{count / read:>9.1%}")
+        lines.append(f"  dropped: {reason:<24}{count:>10}{count / read:>9.1%}")
     lines.append(f"{'split':<12}{'rows':>8}{'orgs':>8}" + "".join(f"{'★' + str(r):>8}" for r in range(1, 6)))
     for split, info in report["splits"].items():
         shares = "".join(f"{info['rating_share'][str(r)]:>8.1%}" for r in range(1, 6))

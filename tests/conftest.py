@@ -1,0 +1,21 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+DEMO_INPUT = ROOT / "data" / "demo_reviews.tskv"
+
+
+def tskv_line(text="Очень уютное кафе, вкусный кофе и свежие десерты.", rating="5.", name="Кафе Ромашка",
+              address="Москва, улица Ленина, 1", rubrics="Кафе;Кофейня") -> str:
+    return f"address={address}\tname_ru={name}\trating={rating}\trubrics={rubrics}\ttext={text}"
+
+
+@pytest.fixture(scope="session")
+def lemmatizer():
+    from reviewkit.keywords import Lemmatizer
+
+    return Lemmatizer()
