@@ -82,6 +82,9 @@ def main() -> None:
     print(f"prepare_data.py: {seconds:.1f} s, {args.rows / seconds:,.0f} rows/s, "
           f"peak memory {rss:,.0f} MiB RSS summed over processes ({pss:,.0f} MiB PSS)")
     print(f"cached rerun: {cached_seconds:.1f} s")
+    scale = args.rows / 500_000
+    print(f"against the targets (scaled to {args.rows} rows): time {seconds / (60 * scale):.2f} of 60 s, "
+          f"memory {rss / 2048:.2f} of 2 GiB, cached rerun {cached_seconds / 5:.2f} of 5 s")
     print(f"machine: {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB")
 
 
