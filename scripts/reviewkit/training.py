@@ -1,0 +1,333 @@
+"""The shared seq2seq training component behind train_t5.py, train_lora.py and train_lora_r1.py.
+
+Built on transformers' Seq2SeqTrainer (optimizer, checkpoints, DDP/torchrun, resume), peft
+for LoRA and datasets for tokenisation. An experiment script only states its defaults and
+calls `run(parse_args(...))`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import torch
+from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+from .files import atomic_write_text
+from .keywords import DEFAULT_TOP_K
+from .tracking import EpochLoss, MlflowLogger, TrackingError, check_tracking_uri, resolve_tracking_uri
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEMO_INPUT = PROJECT_ROOT / "data" / "demo_reviews.tskv"
+DEMO_WORK_DIR = PROJECT_ROOT / "outputs" / "demo"
+
+
+class TrainingError(Exception):
+    """The run cannot start or continue; the message is one line for the user."""
+
+
+class NonFiniteLossError(TrainingError):
+    pass
+
+
+def build_parser(description: str, defaults: dict, lora: bool) -> argparse.ArgumentParser:
+    """The common flags (transformers example-script names); `defaults` are the experiment's."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--demo", action="store_true",
+                   help="offline demo: the committed demo data and a tiny model the project builds itself")
+    p.add_argument("--model_name_or_path", default=defaults["model_name_or_path"],
+                   help="hub id or local directory of the base model (safetensors weights)")
+    p.add_argument("--data_dir", default=None,
+                   help="output directory of prepare_data.py (train/validation parquet); required without --demo")
+    p.add_argument("--output_dir", default=defaults["output_dir"], help="checkpoints, final model and logs")
+    p.add_argument("--num_train_epochs", type=int, default=defaults["num_train_epochs"], help="training epochs")
+    p.add_argument("--learning_rate", type=float, default=defaults["learning_rate"], help="peak learning rate (AdamW)")
+    p.add_argument("--per_device_train_batch_size", type=int, default=defaults["per_device_train_batch_size"],
+                   help="training batch size per device")
+    p.add_argument("--per_device_eval_batch_size", type=int, default=defaults["per_device_eval_batch_size"],
+                   help="evaluation batch size per device")
+    p.add_argument("--weight_decay", type=float, default=defaults.get("weight_decay", 0.0), help="AdamW weight decay")
+    p.add_argument("--warmup_ratio", type=float, default=defaults.get("warmup_ratio", 0.0),
+                   help="share of steps with linear warm-up")
+    p.add_argument("--max_source_length", type=int, default=defaults["max_source_length"],
+                   help="prompt tokens kept (longer prompts are truncated)")
+    p.add_argument("--max_target_length", type=int, default=defaults["max_target_length"],
+                   help="review tokens kept (longer reviews are truncated)")
+    p.add_argument("--logging_steps", type=int, default=defaults.get("logging_steps", 50),
+                   help="log the training loss every N optimizer steps")
+    p.add_argument("--seed", type=int, default=42, help="seed of initialisation, data order and dropout")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 mixed precision (default: on where the GPU supports it)")
+    p.add_argument("--fp16", action="store_true", help="refused: T5 overflows in float16; use --bf16")
+    p.add_argument("--resume_from_checkpoint", default=None,
+                   help="checkpoint directory to resume from (default: the last one in --output_dir, if any)")
+    p.add_argument("--tracking_uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the project)")
+    p.add_argument("--run_name", default=None, help="MLflow run name")
+    p.add_argument("--ratings", default=defaults.get("ratings"),
+                   help="train only on these ratings, e.g. 1,2 (with --demo: applied when preparing the demo data)")
+    if lora:
+        p.add_argument("--lora_r", type=int, default=defaults["lora_r"], help="LoRA rank")
+        p.add_argument("--lora_alpha", type=float, default=defaults["lora_alpha"], help="LoRA scaling alpha")
+        p.add_argument("--lora_dropout", type=float, default=defaults["lora_dropout"], help="LoRA dropout")
+        p.add_argument("--lora_target_modules", default=defaults["lora_target_modules"],
+                       help="comma-separated T5 module names to adapt (q,k,v,o,wi_0,wi_1,wo)")
+        p.add_argument("--merge", action="store_true",
+                       help="also write a merged standalone model to OUTPUT_DIR/merged for generation")
+    p.add_argument("--keep_best", action=argparse.BooleanOptionalAction, default=defaults.get("keep_best", False),
+                   help="keep and save the epoch with the lowest validation loss instead of the last one")
+    return p
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if args.fp16:
+        parser.error("--fp16 is refused: T5 overflows in float16 (inf/NaN loss); use --bf16 or full precision")
+    for name in ("num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size",
+                 "max_source_length", "max_target_length", "logging_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if not 0 <= args.warmup_ratio < 1:
+        parser.error("--warmup_ratio must be in [0, 1)")
+    if not args.learning_rate > 0:
+        parser.error("--learning_rate must be positive")
+    if getattr(args, "lora_r", 1) < 1:
+        parser.error("--lora_r must be at least 1")
+    if not args.demo and not args.data_dir:
+        parser.error("pass --data_dir DIR (the output of prepare_data.py) or --demo")
+    return args
+
+
+def main(experiment: str, description: str, defaults: dict, demo_overrides: dict, argv: list[str] | None = None) -> int:
+    """The whole command line of an experiment script; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    lora = "lora_r" in defaults
+    if "--demo" in argv:
+        defaults = {**defaults, **demo_overrides}
+    args = parse_args(build_parser(description, defaults, lora=lora), argv)
+    try:
+        summary = run(args, experiment)
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted: checkpoints stay in {args.output_dir}; rerun the same command to resume", file=sys.stderr)
+        return 130
+    kept = "best" if args.keep_best else "last"
+    print(f"best epoch {summary['best_epoch']} (eval_loss {summary['best_eval_loss']:.4f}); {kept} epoch "
+          f"{summary['kept_epoch']} saved to {summary['final_dir']}; MLflow run {summary['run_id']}")
+    return 0
+
+
+def run(args: argparse.Namespace, experiment: str) -> dict:
+    """Train one experiment; returns a summary (best epoch, eval losses, output paths)."""
+    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    try:
+        check_tracking_uri(tracking_uri)
+    except TrackingError as exc:
+        raise TrainingError(str(exc)) from None
+    data_dir, report = _data(args)
+    model, tokenizer = _model(args, data_dir)
+    return _train(args, experiment, tracking_uri, data_dir, report, model, tokenizer)
+
+
+def _ratings(args) -> tuple[int, ...] | None:
+    if not args.ratings:
+        return None
+    try:
+        ratings = tuple(sorted({int(r) for r in str(args.ratings).split(",") if r.strip()}))
+    except ValueError:
+        raise TrainingError(f"--ratings expects numbers like 1,2, got {args.ratings!r}") from None
+    if not ratings or not all(1 <= r <= 5 for r in ratings):
+        raise TrainingError(f"--ratings must be from 1 to 5, got {args.ratings!r}")
+    return ratings
+
+
+def _data(args) -> tuple[Path, dict]:
+    from .pipeline import PrepareConfig, prepare_dataset
+
+    ratings = _ratings(args)
+    if args.demo:
+        suffix = "all" if not ratings else "r" + "".join(map(str, ratings))
+        data_dir = DEMO_WORK_DIR / f"data-{suffix}"
+        report = prepare_dataset(str(DEMO_INPUT), data_dir, PrepareConfig(ratings=ratings, top_k=DEFAULT_TOP_K),
+                                 progress=False)
+        return data_dir, report
+    data_dir = Path(args.data_dir)
+    report_path = data_dir / "report.json"
+    if not report_path.is_file() or not (data_dir / "train.parquet").is_file():
+        raise TrainingError(f"{data_dir} is not an output of prepare_data.py (no report.json/train.parquet)")
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    if ratings and tuple(report["settings"].get("ratings") or ()) != ratings:
+        raise TrainingError(f"{data_dir} was not prepared with --ratings {args.ratings}; "
+                            f"run prepare_data.py --ratings {args.ratings}")
+    return data_dir, report
+
+
+def _model(args, data_dir: Path):
+    from .modeling import ModelSourceError, build_demo_model, load_model_and_tokenizer
+
+    try:
+        if args.demo:
+            import pyarrow.parquet as pq
+
+            train = pq.read_table(data_dir / "train.parquet", columns=["text", "prompt"])
+            texts = train.column("text").to_pylist() + train.column("prompt").to_pylist()
+            model_dir = build_demo_model(texts, DEMO_WORK_DIR / f"model-{data_dir.name}", seed=0)
+            args.model_name_or_path = str(model_dir)
+        return load_model_and_tokenizer(args.model_name_or_path)
+    except ModelSourceError as exc:
+        raise TrainingError(str(exc)) from None
+
+
+def _tokenized(data_dir: Path, tokenizer, args):
+    import datasets
+
+    files = {split: str(data_dir / f"{split}.parquet") for split in ("train", "validation")}
+    raw = datasets.load_dataset("parquet", data_files=files)
+
+    def tokenize(batch):
+        features = tokenizer(batch["prompt"], max_length=args.max_source_length, truncation=True)
+        features["labels"] = tokenizer(text_target=batch["text"], max_length=args.max_target_length,
+                                       truncation=True)["input_ids"]
+        features["length"] = [len(ids) + len(labels) for ids, labels in zip(features["input_ids"], features["labels"])]
+        return features
+
+    # datasets caches the result by fingerprint: a rerun with the same data and tokenizer skips this.
+    return raw.map(tokenize, batched=True, remove_columns=raw["train"].column_names, desc="tokenising")
+
+
+def _train(args, experiment, tracking_uri, data_dir, report, model, tokenizer) -> dict:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from .modeling import count_parameters
+
+    lora_config = None
+    if hasattr(args, "lora_r"):
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        modules = [m.strip() for m in args.lora_target_modules.split(",") if m.strip()]
+        lora_config = LoraConfig(task_type=TaskType.SEQ_2_SEQ_LM, r=args.lora_r, lora_alpha=args.lora_alpha,
+                                 lora_dropout=args.lora_dropout, target_modules=modules)
+        try:
+            model = get_peft_model(model, lora_config)
+        except ValueError as exc:
+            raise TrainingError(f"LoRA cannot be applied: {str(exc).splitlines()[0]}") from None
+    trainable, total = count_parameters(model)
+    print(f"trainable parameters: {trainable:,} of {total:,} ({trainable / total:.3%})")
+
+    dataset = _tokenized(data_dir, tokenizer, args)
+    gpu_bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    bf16 = gpu_bf16 if args.bf16 is None else args.bf16
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise TrainingError(f"output directory {output_dir} exists and is not a directory")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(output_dir, os.W_OK):
+        raise TrainingError(f"output directory {output_dir} is not writable")
+
+    training_args = Seq2SeqTrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=args.num_train_epochs,
+        learning_rate=args.learning_rate,
+        per_device_train_batch_size=args.per_device_train_batch_size,
+        per_device_eval_batch_size=args.per_device_eval_batch_size,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_ratio,  # a float in [0, 1) is a ratio of all steps in transformers 5
+        lr_scheduler_type="linear",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=args.logging_steps,
+        save_total_limit=2,
+        load_best_model_at_end=args.keep_best,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        bf16=bf16,
+        seed=args.seed,
+        report_to="none",
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+    )
+    params = {
+        **{k: v for k, v in vars(args).items() if k not in ("fp16", "tracking_uri")},
+        "tracking_uri": tracking_uri,
+        "model_id": args.model_name_or_path,
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "bf16": bf16,
+        "data_dir": str(data_dir),
+        "output_dir": str(output_dir),
+        "data_read": report["read"],
+        "data_kept": report["kept"],
+        **{f"data_dropped_{k}": v for k, v in report["dropped"].items()},
+        **{f"data_{split}_rows": info["rows"] for split, info in report["splits"].items()},
+    }
+    if lora_config is not None:
+        params.update({f"lora_{k}": v for k, v in {
+            "r": lora_config.r, "alpha": lora_config.lora_alpha, "dropout": lora_config.lora_dropout,
+            "target_modules": ",".join(sorted(lora_config.target_modules)), "task_type": "SEQ_2_SEQ_LM"}.items()})
+    epoch_loss = EpochLoss()
+    logger = MlflowLogger(tracking_uri, experiment, params, epoch_loss, run_name=args.run_name)
+    trainer = ReviewTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset["train"],
+        eval_dataset=dataset["validation"],
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, padding=True),
+        processing_class=tokenizer,
+        callbacks=[logger],
+        epoch_loss=epoch_loss,
+    )
+
+    resume = args.resume_from_checkpoint or get_last_checkpoint(str(output_dir))
+    if resume:
+        print(f"resuming from {resume}")
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except (NonFiniteLossError, KeyboardInterrupt):
+        logger.fail()
+        raise
+    final_dir = output_dir / "final"
+    if trainer.is_world_process_zero():
+        trainer.model.save_pretrained(str(final_dir))  # safetensors; a LoRA model saves its adapter
+        tokenizer.save_pretrained(str(final_dir))
+    evals = [(round(e["epoch"]), e["eval_loss"]) for e in trainer.state.log_history if "eval_loss" in e]
+    best_epoch, best_loss = min(evals, key=lambda pair: pair[1])
+    summary = {"experiment": experiment, "run_id": logger.run_id, "tracking_uri": tracking_uri,
+               "eval_loss": {str(e): v for e, v in evals}, "best_epoch": best_epoch, "best_eval_loss": best_loss,
+               "kept_epoch": best_epoch if args.keep_best else evals[-1][0], "final_dir": str(final_dir),
+               "trainable_parameters": trainable, "total_parameters": total}
+    if lora_config is not None and args.merge and trainer.is_world_process_zero():
+        merged_dir = output_dir / "merged"
+        trainer.model.merge_and_unload().save_pretrained(str(merged_dir))
+        tokenizer.save_pretrained(str(merged_dir))
+        summary["merged_dir"] = str(merged_dir)
+    if trainer.is_world_process_zero():
+        atomic_write_text(output_dir / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    return summary
+
+
+class ReviewTrainer(Seq2SeqTrainer):
+    """Seq2SeqTrainer that sums each epoch's training loss and stops on a non-finite loss."""
+
+    def __init__(self, *args, epoch_loss: EpochLoss, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.epoch_loss = epoch_loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if model.training:
+            value = float((outputs[0] if return_outputs else outputs).detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"training loss became {value} at step {self.state.global_step + 1}; stopped. The last good "
+                    f"checkpoint stays in {self.args.output_dir}; lower --learning_rate and rerun to resume")
+            self.epoch_loss.add(value)
+        return outputs
