@@ -125,6 +125,8 @@ class MlflowLogger(TrainerCallback):
             self._log(metrics, state.global_step)
 
     def on_epoch_end(self, args, state, control, **kwargs):
+        if self._client is not None:
+            self._log({"epoch": float(state.epoch)}, state.global_step)
         mean = self.epoch_loss.take_mean()
         if mean is not None:
             self._log_epoch_metric("train_loss", mean, round(state.epoch))

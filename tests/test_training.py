@@ -1,0 +1,137 @@
+"""The three experiment scripts end to end on the demo, read back from a temporary MLflow store."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+from conftest import ROOT
+from peft import LoraConfig, TaskType, get_peft_model
+
+from reviewkit.modeling import count_parameters, random_rut5_small
+
+SCRIPTS = ROOT / "scripts"
+
+
+def train(script, tmp_path, *extra, env=None, wait=True):
+    command = [sys.executable, str(SCRIPTS / script), "--demo", "--output_dir", str(tmp_path / "run"),
+               "--tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *map(str, extra)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    if not wait:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+
+
+def only_run(tmp_path, experiment):
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+def history(client, run, name):
+    return [(m.step, m.value) for m in sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: m.step)]
+
+
+def test_train_t5_demo_logs_every_epoch_and_the_loss_falls(tmp_path):
+    result = train("train_t5.py", tmp_path, "--num_train_epochs", 3)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "trainable parameters: " in result.stdout
+    client, run = only_run(tmp_path, "train_t5")
+    assert run.info.status == "FINISHED"
+    eval_loss, train_loss = history(client, run, "eval_loss"), history(client, run, "train_loss")
+    assert [s for s, _ in eval_loss] == [1, 2, 3] and [s for s, _ in train_loss] == [1, 2, 3]
+    losses = [v for _, v in eval_loss]
+    assert losses[0] > losses[1] > losses[2] and losses[2] < 0.7 * losses[0]
+    assert len(history(client, run, "loss")) >= 10 and history(client, run, "epoch")[-1][1] == pytest.approx(3, abs=0.05)
+    params = run.data.params
+    assert params["num_train_epochs"] == "3" and params["data_kept"] == "3873"
+    assert int(params["trainable_parameters"]) == int(params["total_parameters"]) > 0
+    assert params["output_dir"] == str(tmp_path / "run") and params["model_id"]
+    assert len(run.data.tags["git_commit"]) in (7, 40) or run.data.tags["git_commit"] == "unknown"
+    assert run.data.metrics["best_epoch"] == 3 and run.data.metrics["best_eval_loss"] == pytest.approx(losses[2])
+    final = tmp_path / "run" / "final"
+    assert (final / "model.safetensors").is_file()
+    assert not [p for p in final.iterdir() if p.suffix in (".bin", ".pt", ".pth")]
+
+
+def test_train_lora_r1_demo_keeps_the_best_epoch(tmp_path):
+    result = train("train_lora_r1.py", tmp_path, "--num_train_epochs", 3)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, run = only_run(tmp_path, "train_lora_r1")
+    eval_loss = history(client, run, "eval_loss")
+    assert [s for s, _ in eval_loss] == [1, 2, 3]
+    best = min(eval_loss, key=lambda pair: pair[1])[0]
+    assert run.data.metrics["best_epoch"] == best
+    params = run.data.params
+    assert (params["lora_r"], params["lora_alpha"], params["lora_target_modules"]) == ("16", "1", "k,q,v")
+    assert params["ratings"] == "1,2" and params["keep_best"] == "True"
+    assert int(params["trainable_parameters"]) < int(params["total_parameters"])
+    assert (tmp_path / "run" / "final" / "adapter_model.safetensors").is_file()
+    assert f"best epoch {best}" in result.stdout
+
+
+def lora_trainable(r, modules):
+    model = get_peft_model(random_rut5_small(), LoraConfig(task_type=TaskType.SEQ_2_SEQ_LM, r=r, lora_alpha=1,
+                                                           target_modules=modules))
+    return count_parameters(model)[0]
+
+
+def test_lora_parameter_counts_on_the_rut5_small_shape():
+    # 8 encoder self-attention + 8 decoder self- and 8 cross-attention blocks = 24 blocks. Each adapted
+    # projection d_model=512 -> heads*d_kv=384 (or back) adds r*(512+384) parameters.
+    assert lora_trainable(4, ["q", "v"]) == 24 * 2 * 4 * (512 + 384) == 172_032
+    assert lora_trainable(16, ["k", "q", "v"]) == 24 * 3 * 16 * (512 + 384) == 1_032_192
+
+
+def test_fp16_is_refused_with_one_line(tmp_path):
+    result = train("train_t5.py", tmp_path, "--fp16")
+    assert result.returncode == 2 and "fp16 is refused" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unreachable_tracking_server_fails_before_training(tmp_path):
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, str(SCRIPTS / "train_t5.py"), "--demo", "--output_dir",
+                             str(tmp_path / "run"), "--tracking_uri", "http://127.0.0.1:9"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and time.monotonic() - started < 10
+    assert "http://127.0.0.1:9" in result.stderr and "unreachable" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_offline_hub_model_id_is_one_line_naming_the_way_out(tmp_path):
+    from reviewkit.pipeline import PrepareConfig, prepare_dataset
+
+    prepare_dataset(str(ROOT / "data" / "demo_reviews.tskv"), tmp_path / "data", PrepareConfig(), progress=False)
+    result = subprocess.run([sys.executable, str(SCRIPTS / "train_t5.py"), "--data_dir", str(tmp_path / "data"),
+                             "--output_dir", str(tmp_path / "run"), "--tracking_uri",
+                             f"sqlite:///{tmp_path / 'mlflow.db'}"],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "--model_name_or_path" in result.stderr and "--demo" in result.stderr
+
+
+def test_sigkill_mid_epoch_then_rerun_resumes_into_the_same_run(tmp_path):
+    epochs = 3
+    process = train("train_t5.py", tmp_path, "--num_train_epochs", epochs, "--logging_steps", 5, wait=False)
+    run_dir = tmp_path / "run"
+    deadline = time.monotonic() + 300
+    while not list(run_dir.glob("checkpoint-*")) and time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        time.sleep(0.5)
+    time.sleep(4)  # into the second epoch
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert len(list(run_dir.glob("checkpoint-*"))) == 1
+    result = train("train_t5.py", tmp_path, "--num_train_epochs", epochs, "--logging_steps", 5)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming from" in result.stdout
+    client, run = only_run(tmp_path, "train_t5")
+    assert [s for s, _ in history(client, run, "eval_loss")] == list(range(1, epochs + 1))
+    assert [s for s, _ in history(client, run, "train_loss")] == list(range(1, epochs + 1))
+    steps = [s for s, _ in history(client, run, "loss")]
+    assert steps == sorted(set(steps))
+    assert run.info.status == "FINISHED"
