@@ -135,3 +135,16 @@ def test_sigkill_mid_epoch_then_rerun_resumes_into_the_same_run(tmp_path):
     steps = [s for s, _ in history(client, run, "loss")]
     assert steps == sorted(set(steps))
     assert run.info.status == "FINISHED"
+
+
+def test_torchrun_two_cpu_processes_log_one_run(tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(SCRIPTS / "train_t5.py"),
+               "--demo", "--num_train_epochs", "2", "--output_dir", str(tmp_path / "run"),
+               "--tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("best epoch") == 1
+    client, run = only_run(tmp_path, "train_t5")
+    assert run.data.params["world_size"] == "2"
+    assert [s for s, _ in history(client, run, "eval_loss")] == [1, 2]

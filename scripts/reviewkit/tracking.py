@@ -94,7 +94,9 @@ class MlflowLogger(TrainerCallback):
         self._last_logged_step = -1
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
+        # args.process_index, not state.is_world_process_zero: transformers 5 resets the state in
+        # train() and leaves that flag True on every rank.
+        if args.process_index != 0:
             return
         import mlflow
 

@@ -117,6 +117,8 @@ def main(experiment: str, description: str, defaults: dict, demo_overrides: dict
     except KeyboardInterrupt:
         print(f"interrupted: checkpoints stay in {args.output_dir}; rerun the same command to resume", file=sys.stderr)
         return 130
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     kept = "best" if args.keep_best else "last"
     print(f"best epoch {summary['best_epoch']} (eval_loss {summary['best_eval_loss']:.4f}); {kept} epoch "
           f"{summary['kept_epoch']} saved to {summary['final_dir']}; MLflow run {summary['run_id']}")
@@ -130,9 +132,58 @@ def run(args: argparse.Namespace, experiment: str) -> dict:
         check_tracking_uri(tracking_uri)
     except TrackingError as exc:
         raise TrainingError(str(exc)) from None
-    data_dir, report = _data(args)
-    model, tokenizer = _model(args, data_dir)
-    return _train(args, experiment, tracking_uri, data_dir, report, model, tokenizer)
+    output_dir = _output_dir(args)
+    training_args = _training_args(args, output_dir)
+    # Under torchrun, rank 0 prepares data, builds the demo model and tokenises; the others then
+    # read its caches instead of racing it.
+    with training_args.main_process_first(desc="data and model"):
+        data_dir, report = _data(args)
+        model, tokenizer = _model(args, data_dir)
+        dataset = _tokenized(data_dir, tokenizer, args)
+    return _train(args, experiment, tracking_uri, training_args, data_dir, report, model, tokenizer, dataset)
+
+
+def _output_dir(args) -> Path:
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise TrainingError(f"output directory {output_dir} exists and is not a directory")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrainingError(f"cannot create output directory {output_dir}: {exc.strerror}") from None
+    if not os.access(output_dir, os.W_OK):
+        raise TrainingError(f"output directory {output_dir} is not writable")
+    return output_dir
+
+
+def _training_args(args, output_dir: Path) -> Seq2SeqTrainingArguments:
+    gpu_bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return Seq2SeqTrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=args.num_train_epochs,
+        learning_rate=args.learning_rate,
+        per_device_train_batch_size=args.per_device_train_batch_size,
+        per_device_eval_batch_size=args.per_device_eval_batch_size,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_ratio,  # a float in [0, 1) is a ratio of all steps in transformers 5
+        lr_scheduler_type="linear",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=args.logging_steps,
+        save_total_limit=2,
+        load_best_model_at_end=args.keep_best,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        bf16=gpu_bf16 if args.bf16 is None else args.bf16,
+        seed=args.seed,
+        report_to="none",
+        dataloader_num_workers=0,
+        # Without it transformers 5 runs CPU processes under torchrun as independent, not as DDP.
+        use_cpu=not torch.cuda.is_available(),
+    )
 
 
 def _ratings(args) -> tuple[int, ...] | None:
@@ -201,7 +252,7 @@ def _tokenized(data_dir: Path, tokenizer, args):
     return raw.map(tokenize, batched=True, remove_columns=raw["train"].column_names, desc="tokenising")
 
 
-def _train(args, experiment, tracking_uri, data_dir, report, model, tokenizer) -> dict:
+def _train(args, experiment, tracking_uri, training_args, data_dir, report, model, tokenizer, dataset) -> dict:
     from transformers.trainer_utils import get_last_checkpoint
 
     from .modeling import count_parameters
@@ -218,50 +269,17 @@ def _train(args, experiment, tracking_uri, data_dir, report, model, tokenizer) -
         except ValueError as exc:
             raise TrainingError(f"LoRA cannot be applied: {str(exc).splitlines()[0]}") from None
     trainable, total = count_parameters(model)
-    print(f"trainable parameters: {trainable:,} of {total:,} ({trainable / total:.3%})")
-
-    dataset = _tokenized(data_dir, tokenizer, args)
-    gpu_bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    bf16 = gpu_bf16 if args.bf16 is None else args.bf16
-    output_dir = Path(args.output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise TrainingError(f"output directory {output_dir} exists and is not a directory")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if not os.access(output_dir, os.W_OK):
-        raise TrainingError(f"output directory {output_dir} is not writable")
-
-    training_args = Seq2SeqTrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=args.num_train_epochs,
-        learning_rate=args.learning_rate,
-        per_device_train_batch_size=args.per_device_train_batch_size,
-        per_device_eval_batch_size=args.per_device_eval_batch_size,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_ratio,  # a float in [0, 1) is a ratio of all steps in transformers 5
-        lr_scheduler_type="linear",
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        logging_strategy="steps",
-        logging_steps=args.logging_steps,
-        save_total_limit=2,
-        load_best_model_at_end=args.keep_best,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
-        train_sampling_strategy="group_by_length",
-        length_column_name="length",
-        bf16=bf16,
-        seed=args.seed,
-        report_to="none",
-        disable_tqdm=False,
-        dataloader_num_workers=0,
-    )
+    if training_args.process_index == 0:
+        print(f"trainable parameters: {trainable:,} of {total:,} ({trainable / total:.3%})")
+    output_dir = Path(training_args.output_dir)
     params = {
         **{k: v for k, v in vars(args).items() if k not in ("fp16", "tracking_uri")},
         "tracking_uri": tracking_uri,
         "model_id": args.model_name_or_path,
         "trainable_parameters": trainable,
         "total_parameters": total,
-        "bf16": bf16,
+        "bf16": training_args.bf16,
+        "world_size": training_args.world_size,
         "data_dir": str(data_dir),
         "output_dir": str(output_dir),
         "data_read": report["read"],
