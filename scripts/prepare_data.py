@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from reviewkit.cleaning import CleaningConfig
+from reviewkit.cleaning import CleaningConfig, parse_ratings_filter
 from reviewkit.keywords import DEFAULT_TOP_K
 from reviewkit.loading import DEFAULT_HUB_ID, DataSourceError
 from reviewkit.pipeline import PrepareConfig, PrepareError, format_report, prepare_dataset
@@ -27,12 +27,9 @@ DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "data" / "prepared" / "demo"
 
 def parse_ratings(value: str) -> tuple[int, ...]:
     try:
-        ratings = tuple(sorted({int(part) for part in value.split(",") if part.strip()}))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected ratings like 1,2, got {value!r}") from None
-    if not ratings or not all(1 <= r <= 5 for r in ratings):
-        raise argparse.ArgumentTypeError(f"ratings must be from 1 to 5, got {value!r}")
-    return ratings
+        return parse_ratings_filter(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -148,3 +148,34 @@ def test_torchrun_two_cpu_processes_log_one_run(tmp_path):
     client, run = only_run(tmp_path, "train_t5")
     assert run.data.params["world_size"] == "2"
     assert [s for s, _ in history(client, run, "eval_loss")] == [1, 2]
+
+
+def test_non_finite_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
+    from reviewkit.modeling import load_model_and_tokenizer
+
+    result = train("train_t5.py", tmp_path, "--num_train_epochs", 2, env={"REVIEWKIT_TEST_NAN_AT_STEP": "120"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "training loss became nan at step 120" in error_lines[0]
+    checkpoints = sorted((tmp_path / "run").glob("checkpoint-*"))
+    assert [c.name for c in checkpoints] == ["checkpoint-109"]
+    model, _ = load_model_and_tokenizer(str(checkpoints[0]))
+    assert model is not None
+    client, run = only_run(tmp_path, "train_t5")
+    assert run.info.status == "FAILED"
+    resumed = train("train_t5.py", tmp_path, "--num_train_epochs", 2)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    client, run = only_run(tmp_path, "train_t5")
+    assert [s for s, _ in history(client, run, "eval_loss")] == [1, 2] and run.info.status == "FINISHED"
+
+
+def test_lora_saves_its_adapter_and_a_merged_standalone_model(tmp_path):
+    from reviewkit.modeling import load_model_and_tokenizer
+
+    result = train("train_lora.py", tmp_path, "--num_train_epochs", 1, "--merge")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "final" / "adapter_model.safetensors").is_file()
+    model, tokenizer = load_model_and_tokenizer(str(tmp_path / "run" / "merged"))
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    client, run = only_run(tmp_path, "train_lora")
+    assert (run.data.params["lora_r"], run.data.params["lora_target_modules"]) == ("4", "q,v")

@@ -104,3 +104,14 @@ def clean_field(value) -> str:
 
 def split_rubrics(rubrics: str) -> list[str]:
     return [r.strip() for r in rubrics.split(";") if r.strip()]
+
+
+def parse_ratings_filter(value: str) -> tuple[int, ...]:
+    """'1,2' -> (1, 2): the ratings a dataset is restricted to; ValueError with a one-line reason."""
+    try:
+        ratings = tuple(sorted({int(part) for part in str(value).split(",") if part.strip()}))
+    except ValueError:
+        raise ValueError(f"expected ratings like 1,2, got {value!r}") from None
+    if not ratings or not all(1 <= r <= 5 for r in ratings):
+        raise ValueError(f"ratings must be from 1 to 5, got {value!r}")
+    return ratings

@@ -45,8 +45,6 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason})") from None
-    elif not uri.startswith(("sqlite:///", "file:", "postgresql", "mysql", "databricks")) and "://" in uri:
-        raise TrackingError(f"unsupported MLflow tracking URI {uri}")
 
 
 def git_commit() -> str:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
 from .files import atomic_write_text
@@ -24,6 +25,10 @@ from .tracking import EpochLoss, MlflowLogger, TrackingError, check_tracking_uri
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO_INPUT = PROJECT_ROOT / "data" / "demo_reviews.tskv"
 DEMO_WORK_DIR = PROJECT_ROOT / "outputs" / "demo"
+
+
+# Fault injection for the tests: the training loss reads as NaN at this optimizer step.
+_NAN_TEST_STEP = int(os.environ.get("REVIEWKIT_TEST_NAN_AT_STEP", "0"))
 
 
 class TrainingError(Exception):
@@ -112,7 +117,7 @@ def main(experiment: str, description: str, defaults: dict, demo_overrides: dict
     try:
         summary = run(args, experiment)
     except TrainingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        tqdm.write(f"error: {exc}", file=sys.stderr)  # on its own line even below a progress bar
         return 1
     except KeyboardInterrupt:
         print(f"interrupted: checkpoints stay in {args.output_dir}; rerun the same command to resume", file=sys.stderr)
@@ -195,15 +200,14 @@ def _training_args(args, output_dir: Path) -> Seq2SeqTrainingArguments:
 
 
 def _ratings(args) -> tuple[int, ...] | None:
+    from .cleaning import parse_ratings_filter
+
     if not args.ratings:
         return None
     try:
-        ratings = tuple(sorted({int(r) for r in str(args.ratings).split(",") if r.strip()}))
-    except ValueError:
-        raise TrainingError(f"--ratings expects numbers like 1,2, got {args.ratings!r}") from None
-    if not ratings or not all(1 <= r <= 5 for r in ratings):
-        raise TrainingError(f"--ratings must be from 1 to 5, got {args.ratings!r}")
-    return ratings
+        return parse_ratings_filter(args.ratings)
+    except ValueError as exc:
+        raise TrainingError(f"--ratings: {exc}") from None
 
 
 def _data(args) -> tuple[Path, dict]:
@@ -351,6 +355,8 @@ class ReviewTrainer(Seq2SeqTrainer):
         outputs = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if model.training:
             value = float((outputs[0] if return_outputs else outputs).detach())
+            if self.state.global_step + 1 == _NAN_TEST_STEP:
+                value = float("nan")
             if not math.isfinite(value):
                 raise NonFiniteLossError(
                     f"training loss became {value} at step {self.state.global_step + 1}; stopped. The last good "
