@@ -10,6 +10,24 @@ from pathlib import Path
 from typing import Iterator
 
 
+class OutputDirError(Exception):
+    """The output directory cannot be used; the message is one line for the user."""
+
+
+def ensure_output_dir(path: str | os.PathLike) -> Path:
+    """Create `path` if needed and check that it is a writable directory."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputDirError(f"output directory {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputDirError(f"cannot create output directory {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise OutputDirError(f"output directory {path} is not writable")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is fsynced and renamed onto `path`."""

@@ -65,9 +65,6 @@ class Lemmatizer:
                     ids[position] = self._analyse_and_cache(form)
         return list(filter(_NO_LEMMA.__ne__, ids))
 
-    def content_lemmas(self, text: str) -> list[str]:
-        return [self.lemmas[i] for i in self.content_lemma_ids(text)]
-
     def take_new_lemmas(self) -> dict[int, str]:
         """Lemmas first met since the last call: what a worker sends its parent."""
         new, self._unreported = self._unreported, {}

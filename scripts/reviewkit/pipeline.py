@@ -28,7 +28,8 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from . import cleaning, loading
-from .files import atomic_path, atomic_write_text, file_digest, remove_stale_temporaries
+from .files import (OutputDirError, atomic_path, atomic_write_text, ensure_output_dir, file_digest,
+                    remove_stale_temporaries)
 from .keywords import DEFAULT_TOP_K, LemmaCounts, Lemmatizer, top_keywords
 from .prompt import build_prompt
 from .splits import SPLITS, grouped_split, organization_keys, rating_distribution
@@ -163,7 +164,10 @@ def prepare_dataset(
     started = time.perf_counter()
     output_dir = Path(output_dir)
     fmt = loading.detect_format(source)
-    _prepare_output_dir(output_dir)
+    try:
+        ensure_output_dir(output_dir)
+    except OutputDirError as exc:
+        raise PrepareError(str(exc)) from None
     expected = fingerprint(source, config)
     report = cached_report(output_dir, expected)
     if report is not None:
@@ -230,17 +234,6 @@ def _with_keywords_and_prompts(table: pa.Table, keywords: list[list[str]]) -> pa
     ]
     table = table.append_column("keywords", pa.array(keywords, type=pa.list_(pa.string())))
     return table.append_column("prompt", pa.array(prompts, type=pa.string()))
-
-
-def _prepare_output_dir(output_dir: Path) -> None:
-    if output_dir.exists() and not output_dir.is_dir():
-        raise PrepareError(f"output directory {output_dir} exists and is not a directory")
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PrepareError(f"cannot create output directory {output_dir}: {exc.strerror}") from None
-    if not os.access(output_dir, os.W_OK):
-        raise PrepareError(f"output directory {output_dir} is not writable")
 
 
 @dataclass

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
-from .files import atomic_write_text
+from .files import OutputDirError, atomic_write_text, ensure_output_dir
 from .keywords import DEFAULT_TOP_K
 from .tracking import EpochLoss, MlflowLogger, TrackingError, check_tracking_uri, resolve_tracking_uri
 
@@ -149,16 +149,10 @@ def run(args: argparse.Namespace, experiment: str) -> dict:
 
 
 def _output_dir(args) -> Path:
-    output_dir = Path(args.output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise TrainingError(f"output directory {output_dir} exists and is not a directory")
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TrainingError(f"cannot create output directory {output_dir}: {exc.strerror}") from None
-    if not os.access(output_dir, os.W_OK):
-        raise TrainingError(f"output directory {output_dir} is not writable")
-    return output_dir
+        return ensure_output_dir(args.output_dir)
+    except OutputDirError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 def bf16_supported() -> bool:
