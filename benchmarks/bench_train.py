@@ -1,6 +1,6 @@
 """Training samples/s on the ruT5-small-shaped model: the stock setup against the project's, in one run.
 
-    python benchmarks/bench_train.py                   # CPU: ~3 min
+    python benchmarks/bench_train.py                   # CPU: ~7 min
     python benchmarks/bench_train.py --steps 50 --batch_size 32   # on a GPU
 
 (a) stock: every batch padded to the maximum lengths (64 prompt, 256 review tokens), random
@@ -115,9 +115,10 @@ def samples_per_second(project: bool, dataset: Dataset, args) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps per setup")
-    parser.add_argument("--warmup_steps", type=int, default=2, help="untimed steps first")
-    parser.add_argument("--batch_size", type=int, default=16, help="examples per step")
+    parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per setup")
+    parser.add_argument("--warmup_steps", type=int, default=1, help="untimed steps first")
+    parser.add_argument("--batch_size", type=int, default=32,
+                        help="examples per step (32: the experiment scripts' default)")
     parser.add_argument("--examples", type=int, default=4096, help="synthetic examples to draw batches from")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, order and initialisation")
     args = parser.parse_args()

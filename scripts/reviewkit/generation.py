@@ -1,0 +1,106 @@
+"""Generate reviews from a trained model: a full model directory or a base model plus a LoRA adapter.
+
+Prompts are built by `prompt.build_prompt`, the function used for training. Generation is
+batched, with batches of similar prompt length (less padding); the same seed gives the same
+reviews on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .modeling import ModelSourceError, load_model_and_tokenizer
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    num_return_sequences: int = 1
+    temperature: float = 0.9
+    top_p: float = 0.95
+    top_k: int = 50
+    no_repeat_ngram_size: int = 3
+    max_new_tokens: int = 200
+    seed: int = 42
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_for_generation(model_dir: str, base_model: str | None = None):
+    """(model, tokenizer) from a full model directory or a LoRA adapter directory.
+
+    For an adapter, the base model is `base_model` or the one recorded in adapter_config.json.
+    """
+    path = Path(model_dir)
+    adapter_config = path / "adapter_config.json"
+    if not adapter_config.is_file():
+        model, tokenizer = load_model_and_tokenizer(model_dir)
+        return model.eval(), tokenizer
+    from peft import PeftModel
+
+    base = base_model or json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise ModelSourceError(f"{model_dir} is a LoRA adapter without a base model: pass --base_model")
+    model, tokenizer = load_model_and_tokenizer(base)
+    if (path / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    try:
+        model = PeftModel.from_pretrained(model, str(path))
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelSourceError(f"the adapter in {model_dir} does not fit base model {base}: {first_line}") from None
+    return model.eval(), tokenizer
+
+
+def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
+    defaults = SamplingSettings()
+    parser.add_argument("--temperature", type=float, default=defaults.temperature, help="sampling temperature")
+    parser.add_argument("--top_p", type=float, default=defaults.top_p, help="nucleus sampling probability mass")
+    parser.add_argument("--top_k", type=int, default=defaults.top_k, help="sample from the k most likely tokens")
+    parser.add_argument("--no_repeat_ngram_size", type=int, default=defaults.no_repeat_ngram_size,
+                        help="never repeat an n-gram of this size (0: off)")
+    parser.add_argument("--max_new_tokens", type=int, default=defaults.max_new_tokens, help="review length limit")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the draw and of sampling")
+    parser.add_argument("--batch_size", type=int, default=32, help="prompts generated together")
+
+
+def settings_from(args, num_return_sequences: int = 1) -> SamplingSettings:
+    return SamplingSettings(num_return_sequences, args.temperature, args.top_p, args.top_k,
+                            args.no_repeat_ngram_size, args.max_new_tokens, args.seed)
+
+
+@torch.inference_mode()
+def generate_reviews(model, tokenizer, prompts: Sequence[str], settings: SamplingSettings,
+                     batch_size: int = 32) -> list[list[str]]:
+    """`settings.num_return_sequences` reviews per prompt, in the order of `prompts`."""
+    torch.manual_seed(settings.seed)
+    lengths = [len(ids) for ids in tokenizer(list(prompts))["input_ids"]]
+    order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
+    results: list[list[str]] = [[] for _ in prompts]
+    device = next(model.parameters()).device
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        inputs = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True).to(device)
+        outputs = model.generate(
+            **inputs,
+            do_sample=True,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            top_k=settings.top_k,
+            no_repeat_ngram_size=settings.no_repeat_ngram_size,
+            max_new_tokens=settings.max_new_tokens,
+            num_return_sequences=settings.num_return_sequences,
+        )
+        texts = tokenizer.batch_decode(outputs, skip_special_tokens=True)
+        for position, index in enumerate(batch):
+            per_prompt = settings.num_return_sequences
+            results[index] = [t.strip() for t in texts[position * per_prompt:(position + 1) * per_prompt]]
+    return results
