@@ -98,7 +98,6 @@ class MlflowLogger(TrainerCallback):
             return
         import mlflow
 
-        mlflow.set_tracking_uri(self.tracking_uri)
         self._client = mlflow.MlflowClient(self.tracking_uri)
         run_file = Path(args.output_dir) / RUN_ID_FILE
         stored = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else {}

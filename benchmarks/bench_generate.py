@@ -1,0 +1,72 @@
+"""Reviews/s of batched against one-at-a-time generation on the ruT5-small-shaped model, in one run.
+
+    python benchmarks/bench_generate.py                       # CPU: ~3 min
+    python benchmarks/bench_generate.py --batch_sizes 16,32,64,128
+
+Both paths call reviewkit.generation.generate_reviews with the same prompts and settings; only
+--batch_size differs (batches are formed from prompts of similar length). The model is random
+(ruT5-small shape, 64.6M parameters), so it almost never emits </s> and every review runs to
+--max_new_tokens: both paths generate the same number of tokens. Prompts are real demo prompts,
+tokenised by the demo tokenizer (its ids are a subset of the model's vocabulary).
+Target: >= 10x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from reviewkit.generation import SamplingSettings, generate_reviews  # noqa: E402
+from reviewkit.modeling import build_demo_model, load_model_and_tokenizer, random_rut5_small  # noqa: E402
+from reviewkit.pipeline import PrepareConfig, prepare_dataset  # noqa: E402
+
+WORK_DIR = ROOT / "outputs" / "bench_generate"
+
+
+def reviews_per_second(model, tokenizer, prompts, settings, batch_size) -> float:
+    started = time.perf_counter()
+    generate_reviews(model, tokenizer, prompts, settings, batch_size)
+    return len(prompts) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--prompts", type=int, default=128, help="prompts generated in batches")
+    parser.add_argument("--single_prompts", type=int, default=8, help="prompts generated one at a time")
+    parser.add_argument("--batch_sizes", default="32,64,128", help="batch sizes to measure, comma-separated")
+    parser.add_argument("--max_new_tokens", type=int, default=48, help="tokens per review")
+    args = parser.parse_args()
+
+    data_dir = WORK_DIR / "data"
+    prepare_dataset(str(ROOT / "data" / "demo_reviews.tskv"), data_dir, PrepareConfig(), progress=False)
+    table = pq.read_table(data_dir / "train.parquet", columns=["prompt", "text"])
+    prompts = table.column("prompt").to_pylist()[: args.prompts]
+    tokenizer_dir = build_demo_model(table.column("text").to_pylist() + table.column("prompt").to_pylist(),
+                                     WORK_DIR / "tokenizer")
+    _, tokenizer = load_model_and_tokenizer(str(tokenizer_dir))
+    model = random_rut5_small().eval()
+    if torch.cuda.is_available():
+        model = model.cuda()
+    settings = SamplingSettings(max_new_tokens=args.max_new_tokens)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {device}; {args.max_new_tokens} new tokens per review")
+
+    single = reviews_per_second(model, tokenizer, prompts[: args.single_prompts], settings, 1)
+    print(f"one at a time: {single:.2f} reviews/s ({args.single_prompts} prompts)")
+    best = 0.0
+    for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+        rate = reviews_per_second(model, tokenizer, prompts, settings, batch_size)
+        best = max(best, rate)
+        print(f"batched, batch {batch_size}: {rate:.2f} reviews/s ({len(prompts)} prompts), {rate / single:.1f}x")
+    print(f"ratio (best batch / one at a time): {best / single:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
