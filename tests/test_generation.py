@@ -117,3 +117,24 @@ def test_generate_errors_are_one_line(trained, tmp_path, args, message):
     args = [str(a).replace("{model}", str(model)).replace("{empty}", str(empty)) for a in args]
     result = script("generate.py", *args)
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_evaluate_prints_the_per_rating_table_and_logs_a_nested_run(trained):
+    import mlflow
+
+    model, _, data = trained
+    tracking = f"sqlite:///{model.parent.parent / 'mlflow.db'}"
+    result = script("evaluate.py", "--model", model, "--data_dir", data, "--num_prompts", 30, "--tracking_uri", tracking)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rating classifier on real test reviews: accuracy" in result.stdout
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()
+            if line.split() and line.split()[0] in {"1", "2", "3", "4", "5", "all"}}
+    assert rows["all"][0] == "30" and sum(int(v[0]) for k, v in rows.items() if k != "all") == 30
+    client = mlflow.MlflowClient(tracking)
+    parent_id = (model.parent / "mlflow_run.json").read_text(encoding="utf-8").split('"run_id": "')[1].split('"')[0]
+    children = client.search_runs([client.get_run(parent_id).info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert len(children) == 1
+    metrics = children[0].data.metrics
+    assert metrics["auto_n_all"] == 30 and 0 <= metrics["auto_consistency_all"] <= 1
+    assert float(children[0].data.params["classifier_test_accuracy"]) > 0.5

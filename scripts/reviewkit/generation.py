@@ -80,7 +80,7 @@ def settings_from(args, num_return_sequences: int = 1) -> SamplingSettings:
 
 @torch.inference_mode()
 def generate_reviews(model, tokenizer, prompts: Sequence[str], settings: SamplingSettings,
-                     batch_size: int = 32) -> list[list[str]]:
+                     batch_size: int = 64) -> list[list[str]]:
     """`settings.num_return_sequences` reviews per prompt, in the order of `prompts`."""
     torch.manual_seed(settings.seed)
     lengths = [len(ids) for ids in tokenizer(list(prompts))["input_ids"]]

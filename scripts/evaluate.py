@@ -1,0 +1,145 @@
+"""Automatic quality of a trained model per requested rating, printed and logged to MLflow.
+
+    python scripts/evaluate.py --model outputs/demo/train_t5/final --data_dir outputs/demo/data-all
+    python scripts/evaluate.py --model outputs/train_lora_r1/final --data_dir data/prepared/r12 --num_prompts 500
+
+Generates a review for M random test prompts and measures, per requested rating and overall:
+rating consistency (a TF-IDF + logistic regression classifier trained on the train split
+predicts the rating of each generated review; its own accuracy on real test reviews is printed
+beside it and bounds what consistency can show), keyword coverage, distinct-1/2, the share of
+reviews copying a training review, and mean length against real reviews of that rating.
+The table goes to a nested MLflow run under the model's training run (found through
+OUTPUT_DIR/mlflow_run.json), or to a run in the experiment `evaluate` when there is none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from reviewkit.generation import add_sampling_flags, generate_reviews, load_for_generation, settings_from
+from reviewkit.keywords import Lemmatizer
+from reviewkit.modeling import ModelSourceError
+from reviewkit.prompt import build_prompt
+from reviewkit.quality import RatingClassifier, copied, distinct_n, keyword_coverage, rating_consistency
+from reviewkit.tracking import RUN_ID_FILE, TrackingError, check_tracking_uri, resolve_tracking_uri
+
+COLUMNS = ("n", "consistency", "within_1", "keyword_coverage", "distinct_1", "distinct_2", "copied",
+           "length", "real_length")
+
+
+def measure(requested, predicted, keywords, texts, copies, real_length, lemmatizer) -> dict:
+    exact, within = rating_consistency(requested, predicted)
+    return {"n": len(texts), "consistency": exact, "within_1": within,
+            "keyword_coverage": keyword_coverage(keywords, texts, lemmatizer),
+            "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
+            "copied": float(np.mean(copies)) if len(copies) else 0.0,
+            "length": float(np.mean([len(t) for t in texts])) if texts else 0.0,
+            "real_length": real_length}
+
+
+def quality_table(rows: list[dict], reviews: list[str], train: dict, classifier: RatingClassifier) -> dict[str, dict]:
+    requested = np.array([r["rating"] for r in rows])
+    predicted = classifier.predict(reviews)
+    copies = copied(reviews, train["text"])
+    keywords = [r["keywords"] for r in rows]
+    train_ratings = np.array(train["rating"])
+    train_lengths = np.array([len(t) for t in train["text"]])
+    lemmatizer = Lemmatizer()
+    table = {}
+    for rating in sorted(set(requested.tolist())):
+        mask = requested == rating
+        table[str(rating)] = measure(requested[mask], predicted[mask], [k for k, m in zip(keywords, mask) if m],
+                                     [t for t, m in zip(reviews, mask) if m], copies[mask],
+                                     float(train_lengths[train_ratings == rating].mean())
+                                     if (train_ratings == rating).any() else 0.0, lemmatizer)
+    table["all"] = measure(requested, predicted, keywords, reviews, copies, float(train_lengths.mean()), lemmatizer)
+    return table
+
+
+def format_table(table: dict[str, dict]) -> str:
+    lines = [f"{'rating':<8}" + "".join(f"{c:>17}" for c in COLUMNS)]
+    for rating, values in table.items():
+        lines.append(f"{rating:<8}" + "".join(
+            f"{values[c]:>17d}" if c == "n" else f"{values[c]:>17.3f}" for c in COLUMNS))
+    return "\n".join(lines)
+
+
+def log_to_mlflow(tracking_uri: str, model_dir: Path, table: dict, params: dict) -> str:
+    import mlflow
+    from mlflow.entities import Metric, Param
+
+    client = mlflow.MlflowClient(tracking_uri)
+    run_file = model_dir.parent / RUN_ID_FILE
+    parent = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else {}
+    tags = {"script": "evaluate"}
+    if parent.get("tracking_uri") == tracking_uri:
+        parent_run = client.get_run(parent["run_id"])
+        experiment_id = parent_run.info.experiment_id
+        tags["mlflow.parentRunId"] = parent["run_id"]
+    else:
+        experiment = client.get_experiment_by_name("evaluate")
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment("evaluate")
+    run = client.create_run(experiment_id, run_name=f"evaluate {model_dir}", tags=tags)
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"auto_{name}_{rating}", float(value), now, 0)
+               for rating, values in table.items() for name, value in values.items()]
+    client.log_batch(run.info.run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()])
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", required=True, help="trained model directory (full model or LoRA adapter)")
+    parser.add_argument("--base_model", default=None, help="base model of a LoRA adapter (default: from the adapter)")
+    parser.add_argument("--data_dir", required=True, help="output directory of prepare_data.py")
+    parser.add_argument("--num_prompts", type=int, default=200, help="test prompts to generate for")
+    parser.add_argument("--tracking_uri", default=None,
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the project)")
+    add_sampling_flags(parser)
+    args = parser.parse_args(argv)
+    if args.num_prompts < 1:
+        parser.error("--num_prompts must be at least 1")
+    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    data_dir = Path(args.data_dir)
+    try:
+        check_tracking_uri(tracking_uri)
+        if not (data_dir / "train.parquet").is_file() or not (data_dir / "test.parquet").is_file():
+            raise ValueError(f"{data_dir} is not an output of prepare_data.py (train/test parquet missing)")
+        train = pq.read_table(data_dir / "train.parquet", columns=["text", "rating"]).to_pydict()
+        test = pq.read_table(data_dir / "test.parquet", columns=["text", "rating", "rubrics", "keywords"]).to_pylist()
+        if not test:
+            raise ValueError(f"the test split in {data_dir} is empty")
+        model, tokenizer = load_for_generation(args.model, args.base_model)
+    except (TrackingError, ValueError, ModelSourceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    classifier = RatingClassifier(seed=args.seed).fit(train["text"], train["rating"])
+    test_exact, test_within = rating_consistency([r["rating"] for r in test],
+                                                 classifier.predict([r["text"] for r in test]))
+    rng = np.random.default_rng(args.seed)
+    rows = [test[i] for i in rng.choice(len(test), size=min(args.num_prompts, len(test)), replace=False)]
+    prompts = [build_prompt(r["rating"], r["rubrics"], r["keywords"]) for r in rows]
+    reviews = [texts[0] for texts in generate_reviews(model, tokenizer, prompts, settings_from(args), args.batch_size)]
+    table = quality_table(rows, reviews, train, classifier)
+    print(f"rating classifier on real test reviews: accuracy {test_exact:.3f}, within ±1 {test_within:.3f} "
+          f"(consistency below cannot be read more finely than this)")
+    print(format_table(table))
+    params = {"model": args.model, "data_dir": str(data_dir), "num_prompts": len(rows),
+              "classifier_test_accuracy": round(test_exact, 4), "classifier_test_within_1": round(test_within, 4),
+              **settings_from(args).as_dict()}
+    run_id = log_to_mlflow(tracking_uri, Path(args.model), table, params)
+    print(f"logged to MLflow run {run_id} ({tracking_uri})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
