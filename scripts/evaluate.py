@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from reviewkit.generation import add_sampling_flags, generate_reviews, load_for_generation, settings_from
+from reviewkit.generation import add_model_flags, add_sampling_flags, generate_reviews, load_for_generation, settings_from
 from reviewkit.keywords import Lemmatizer
 from reviewkit.modeling import ModelSourceError
 from reviewkit.prompt import build_prompt
@@ -98,8 +98,7 @@ def log_to_mlflow(tracking_uri: str, model_dir: Path, table: dict, params: dict)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", required=True, help="trained model directory (full model or LoRA adapter)")
-    parser.add_argument("--base_model", default=None, help="base model of a LoRA adapter (default: from the adapter)")
+    add_model_flags(parser)
     parser.add_argument("--data_dir", required=True, help="output directory of prepare_data.py")
     parser.add_argument("--num_prompts", type=int, default=200, help="test prompts to generate for")
     parser.add_argument("--tracking_uri", default=None,

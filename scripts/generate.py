@@ -13,8 +13,9 @@ import csv
 import sys
 from pathlib import Path
 
+from reviewkit.cleaning import parse_rating
 from reviewkit.files import atomic_path
-from reviewkit.generation import add_sampling_flags, generate_reviews, load_for_generation, settings_from
+from reviewkit.generation import add_model_flags, add_sampling_flags, generate_reviews, load_for_generation, settings_from
 from reviewkit.modeling import ModelSourceError
 from reviewkit.prompt import build_prompt
 
@@ -39,21 +40,17 @@ def read_prompt_rows(path: str) -> list[dict]:
     return rows
 
 
-def parse_rating(value) -> int:
-    try:
-        rating = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"rating must be an integer from 1 to 5, got {value!r}") from None
-    if rating != int(rating) or not 1 <= rating <= 5:
+def prompt_rating(value) -> int:
+    rating, reason = parse_rating(value)  # the cleaning rule: an integer from 1 to 5
+    if reason:
         raise ValueError(f"rating must be an integer from 1 to 5, got {value!r}")
-    return int(rating)
+    return rating
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", required=True, help="trained model directory (full model or LoRA adapter)")
-    parser.add_argument("--base_model", default=None, help="base model of a LoRA adapter (default: from the adapter)")
+    add_model_flags(parser)
     parser.add_argument("--rating", help="rating 1-5 of one prompt")
     parser.add_argument("--rubrics", default="", help='rubrics of one prompt, e.g. "Кафе; Кофейня"')
     parser.add_argument("--keywords", default="", help='keywords of one prompt, e.g. "кофе, десерт"')
@@ -69,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = read_prompt_rows(args.prompts_file) if args.prompts_file else [
             {"rating": args.rating, "rubrics": args.rubrics, "keywords": args.keywords}]
-        prompts = [build_prompt(parse_rating(r["rating"]), r["rubrics"] or "", r["keywords"] or "") for r in rows]
+        prompts = [build_prompt(prompt_rating(r["rating"]), r["rubrics"] or "", r["keywords"] or "") for r in rows]
         model, tokenizer = load_for_generation(args.model, args.base_model)
     except (ValueError, ModelSourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from reviewkit.files import atomic_write_text
-from reviewkit.generation import add_sampling_flags, generate_reviews, load_for_generation, settings_from
+from reviewkit.generation import add_model_flags, add_sampling_flags, generate_reviews, load_for_generation, settings_from
 from reviewkit.marking import Entry, format_sample
 from reviewkit.modeling import ModelSourceError
 from reviewkit.prompt import build_prompt
@@ -25,8 +25,7 @@ from reviewkit.prompt import build_prompt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", required=True, help="trained model directory (full model or LoRA adapter)")
-    parser.add_argument("--base_model", default=None, help="base model of a LoRA adapter (default: from the adapter)")
+    add_model_flags(parser)
     parser.add_argument("--data_dir", required=True, help="output directory of prepare_data.py (its test split)")
     parser.add_argument("--n", type=int, default=100, help="number of entries")
     parser.add_argument("--output", default="t5_sample.txt", help="file to write")

@@ -60,6 +60,11 @@ def load_for_generation(model_dir: str, base_model: str | None = None):
     return model.eval(), tokenizer
 
 
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="trained model directory (full model or LoRA adapter)")
+    parser.add_argument("--base_model", default=None, help="base model of a LoRA adapter (default: from the adapter)")
+
+
 def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
     defaults = SamplingSettings()
     parser.add_argument("--temperature", type=float, default=defaults.temperature, help="sampling temperature")
