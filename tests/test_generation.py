@@ -138,3 +138,22 @@ def test_evaluate_prints_the_per_rating_table_and_logs_a_nested_run(trained):
     metrics = children[0].data.metrics
     assert metrics["auto_n_all"] == 30 and 0 <= metrics["auto_consistency_all"] <= 1
     assert float(children[0].data.params["classifier_test_accuracy"]) > 0.5
+
+
+def test_plot_runs_writes_valid_pngs_and_names_what_is_missing(trained, tmp_path):
+    import matplotlib.image
+
+    model, _, _ = trained
+    tracking = f"sqlite:///{model.parent.parent / 'mlflow.db'}"
+    result = script("plot_runs.py", "--tracking_uri", tracking, "--output_dir", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train_lora_r1: no finished run" in result.stderr
+    for name in ("t5_val_loss", "t5_train_loss", "t5_epochs", "lora_val_loss", "lora_train_loss", "lora_epochs",
+                 "compare_val_loss"):
+        path = tmp_path / f"{name}.png"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        pixels = matplotlib.image.imread(path)
+        assert pixels.shape[0] > 100 and pixels.std() > 0.01  # not a blank image
+    assert not (tmp_path / "lora_r12_val_loss.png").exists()
+    empty = script("plot_runs.py", "--tracking_uri", f"sqlite:///{tmp_path / 'empty.db'}", "--output_dir", tmp_path / "e")
+    assert empty.returncode == 1 and "nothing to plot" in empty.stderr

@@ -1,0 +1,150 @@
+"""Regenerate the README's plots from MLflow runs of train_t5, train_lora and train_lora_r1.
+
+    python scripts/plot_runs.py                                   # latest finished run of each experiment
+    python scripts/plot_runs.py --tracking_uri http://HOST:5000 --t5_run_id RUN_ID
+
+Writes into --output_dir: t5_val_loss.png, t5_train_loss.png, t5_epochs.png, lora_val_loss.png,
+lora_train_loss.png, lora_epochs.png, lora_r12_val_loss.png (best epoch marked) and
+compare_val_loss.png. An experiment without a finished run, or a run without a metric, is named
+in a warning; the exit code is 1 when nothing could be plotted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from reviewkit.tracking import TrackingError, check_tracking_uri, resolve_tracking_uri  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS = {"train_t5": "t5", "train_lora": "lora", "train_lora_r1": "lora_r12"}
+TITLES = {"t5": "ruT5-small, full fine-tune", "lora": "LoRA r=4 on q,v, all data",
+          "lora_r12": "LoRA r=16 on k,q,v, ratings 1-2"}
+
+
+def history(client, run_id: str, name: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, name))
+
+
+def pick_run(client, experiment: str, run_id: str | None):
+    if run_id:
+        return client.get_run(run_id)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs([found.experiment_id], filter_string="attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=20)
+    return next((r for r in runs if "mlflow.parentRunId" not in r.data.tags), None)
+
+
+def save(figure, path: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_epoch_metric(points, prefix: str, metric: str, label: str, path: Path, best: bool = False) -> None:
+    figure, axes = plt.subplots(figsize=(6, 4))
+    epochs, values = zip(*points)
+    axes.plot(epochs, values, marker="o")
+    if best:
+        best_epoch, best_value = min(points, key=lambda p: p[1])
+        axes.plot([best_epoch], [best_value], marker="*", markersize=16, color="tab:red", linestyle="none",
+                  label=f"best epoch {best_epoch}: {best_value:.3f}")
+        axes.legend()
+    axes.set(title=f"{TITLES[prefix]}: {label}", xlabel="epoch", ylabel=f"{metric} (cross-entropy, nats/token)")
+    axes.set_xticks(list(epochs))
+    axes.grid(alpha=0.3)
+    save(figure, path)
+
+
+def plot_epochs(points, prefix: str, path: Path) -> None:
+    figure, axes = plt.subplots(figsize=(6, 4))
+    steps, epochs = zip(*points)
+    axes.plot(steps, epochs, marker=".")
+    axes.set(title=f"{TITLES[prefix]}: epochs over training", xlabel="optimizer step", ylabel="epoch")
+    axes.grid(alpha=0.3)
+    save(figure, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--tracking_uri", default=None,
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the project)")
+    parser.add_argument("--output_dir", default=str(PROJECT_ROOT / "images"), help="where the PNG files go")
+    parser.add_argument("--t5_run_id", default=None, help="run of train_t5 (default: its latest finished run)")
+    parser.add_argument("--lora_run_id", default=None, help="run of train_lora (default: its latest finished run)")
+    parser.add_argument("--lora_r1_run_id", default=None, help="run of train_lora_r1 (default: latest finished)")
+    args = parser.parse_args(argv)
+    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    try:
+        check_tracking_uri(tracking_uri)
+    except TrackingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    chosen = {"train_t5": args.t5_run_id, "train_lora": args.lora_run_id, "train_lora_r1": args.lora_r1_run_id}
+    written, validation = [], {}
+    for experiment, prefix in EXPERIMENTS.items():
+        try:
+            run = pick_run(client, experiment, chosen[experiment])
+        except mlflow.exceptions.MlflowException as exc:
+            print(f"warning: {experiment}: {str(exc).splitlines()[0]}", file=sys.stderr)
+            continue
+        if run is None:
+            print(f"warning: {experiment}: no finished run in {tracking_uri}; its plots are skipped", file=sys.stderr)
+            continue
+        run_id = run.info.run_id
+        wanted = {"eval_loss": history(client, run_id, "eval_loss")}
+        if prefix != "lora_r12":
+            wanted["train_loss"] = history(client, run_id, "train_loss")
+            wanted["epoch"] = history(client, run_id, "epoch")
+        missing = [name for name, points in wanted.items() if not points]
+        if missing:
+            print(f"warning: {experiment} run {run_id} lacks metric(s) {', '.join(missing)}", file=sys.stderr)
+        if wanted["eval_loss"]:
+            name = f"{prefix}_val_loss.png"
+            plot_epoch_metric(wanted["eval_loss"], prefix, "eval_loss", "validation loss per epoch", output / name,
+                              best=prefix == "lora_r12")
+            written.append(name)
+            validation[prefix] = wanted["eval_loss"]
+        if wanted.get("train_loss"):
+            name = f"{prefix}_train_loss.png"
+            plot_epoch_metric(wanted["train_loss"], prefix, "train_loss", "mean training loss per epoch",
+                              output / name)
+            written.append(name)
+        if wanted.get("epoch"):
+            name = f"{prefix}_epochs.png"
+            plot_epochs(wanted["epoch"], prefix, output / name)
+            written.append(name)
+    if validation:
+        figure, axes = plt.subplots(figsize=(6, 4))
+        for prefix, points in validation.items():
+            epochs, values = zip(*points)
+            axes.plot(epochs, values, marker="o", label=TITLES[prefix])
+        axes.set(title="Validation loss of the experiments", xlabel="epoch",
+                 ylabel="eval_loss (cross-entropy, nats/token)")
+        axes.legend()
+        axes.grid(alpha=0.3)
+        save(figure, output / "compare_val_loss.png")
+        written.append("compare_val_loss.png")
+    if not written:
+        print(f"error: nothing to plot: no finished training run in {tracking_uri}", file=sys.stderr)
+        return 1
+    print(f"wrote {', '.join(written)} to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
