@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from reviewkit.cleaning import CleaningConfig, parse_ratings_filter
-from reviewkit.keywords import DEFAULT_TOP_K
 from reviewkit.loading import DEFAULT_HUB_ID, DataSourceError
 from reviewkit.pipeline import PrepareConfig, PrepareError, format_report, prepare_dataset
 

@@ -25,7 +25,7 @@ def defect_file_lines():
         (b"", "blank_line"),
         (tskv_line("").encode(), "text_empty"),
         (tskv_line("  \\n \\n  ").encode(), "text_empty"),
-        (f"address=Москва\tname_ru=Кафе\trubrics=Кафе\ttext=Вкусная выпечка и хороший чай".encode(), "rating_missing"),
+        ("address=Москва\tname_ru=Кафе\trubrics=Кафе\ttext=Вкусная выпечка и хороший чай".encode(), "rating_missing"),
         (tskv_line("Вкусная выпечка и хороший чай", rating="").encode(), "rating_missing"),
         (tskv_line("Вкусная выпечка и хороший чай", rating="abc").encode(), "rating_not_a_number"),
         (tskv_line("Вкусная выпечка и хороший чай", rating="NaN").encode(), "rating_not_a_number"),
