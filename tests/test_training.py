@@ -114,7 +114,7 @@ def test_offline_hub_model_id_is_one_line_naming_the_way_out(tmp_path):
     assert "--model_name_or_path" in result.stderr and "--demo" in result.stderr
 
 
-def test_sigkill_mid_epoch_then_rerun_resumes_into_the_same_run(tmp_path):
+def test_sigkill_mid_epoch_then_rerun_resumes_into_the_same_run_and_a_finished_rerun_adds_nothing(tmp_path):
     epochs = 3
     process = train("train_t5.py", tmp_path, "--num_train_epochs", epochs, "--logging_steps", 5, wait=False)
     run_dir = tmp_path / "run"
@@ -135,6 +135,13 @@ def test_sigkill_mid_epoch_then_rerun_resumes_into_the_same_run(tmp_path):
     steps = [s for s, _ in history(client, run, "loss")]
     assert steps == sorted(set(steps))
     assert run.info.status == "FINISHED"
+    again = train("train_t5.py", tmp_path, "--num_train_epochs", epochs, "--logging_steps", 5)
+    assert again.returncode == 0, again.stderr[-3000:]
+    client, rerun = only_run(tmp_path, "train_t5")
+    assert rerun.info.run_id == run.info.run_id and rerun.info.status == "FINISHED"
+    for name in ("eval_loss", "train_loss", "loss", "epoch", "best_epoch", "best_eval_loss"):
+        assert history(client, rerun, name) == history(client, run, name), f"a finished rerun logged {name} again"
+    assert len(history(client, rerun, "best_epoch")) == 1
 
 
 def test_torchrun_two_cpu_processes_log_one_run(tmp_path):

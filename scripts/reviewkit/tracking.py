@@ -90,6 +90,7 @@ class MlflowLogger(TrainerCallback):
         self._client = None
         self._logged_epochs: dict[str, set[int]] = {}
         self._last_logged_step = -1
+        self._logged_summary: dict[str, float] = {}
 
     def on_train_begin(self, args, state, control, **kwargs):
         # args.process_index, not state.is_world_process_zero: transformers 5 resets the state in
@@ -148,7 +149,9 @@ class MlflowLogger(TrainerCallback):
         evals = [(round(e["epoch"]), e["eval_loss"]) for e in state.log_history if "eval_loss" in e]
         if evals:
             best_epoch, best_loss = min(evals, key=lambda pair: pair[1])
-            self._log({"best_epoch": float(best_epoch), "best_eval_loss": float(best_loss)}, 0)
+            best = {"best_epoch": float(best_epoch), "best_eval_loss": float(best_loss)}
+            if best != self._logged_summary:  # a rerun of a finished run logs nothing new
+                self._log(best, 0)
         self._client.set_terminated(self.run_id, status="FINISHED")
 
     def fail(self) -> None:
@@ -179,6 +182,7 @@ class MlflowLogger(TrainerCallback):
 
     def _load_logged(self) -> None:
         run = self._client.get_run(self.run_id)
+        self._logged_summary = {k: v for k, v in run.data.metrics.items() if k in ("best_epoch", "best_eval_loss")}
         for name in ("train_loss", "eval_loss"):
             if name in run.data.metrics:
                 self._logged_epochs[name] = {m.step for m in self._client.get_metric_history(self.run_id, name)}

@@ -325,6 +325,7 @@ def _train(args, experiment, tracking_uri, training_args, data_dir, report, mode
     evals = [(round(e["epoch"]), e["eval_loss"]) for e in trainer.state.log_history if "eval_loss" in e]
     best_epoch, best_loss = min(evals, key=lambda pair: pair[1])
     summary = {"experiment": experiment, "run_id": logger.run_id, "tracking_uri": tracking_uri,
+               "model_name_or_path": args.model_name_or_path, "demo": args.demo, "data_dir": str(data_dir),
                "eval_loss": {str(e): v for e, v in evals}, "best_epoch": best_epoch, "best_eval_loss": best_loss,
                "kept_epoch": best_epoch if args.keep_best else evals[-1][0], "final_dir": str(final_dir),
                "trainable_parameters": trainable, "total_parameters": total}
