@@ -144,6 +144,48 @@ def test_sigkill_mid_epoch_then_rerun_resumes_into_the_same_run_and_a_finished_r
     assert len(history(client, rerun, "best_epoch")) == 1
 
 
+@pytest.mark.parametrize("script, epochs, kill_at", [
+    ("train_lora.py", 2, "mid-epoch"),
+    ("train_lora_r1.py", 3, "evaluate:2"),
+    ("train_t5.py", 2, "save:1"),
+])
+def test_killed_run_resumes_into_the_same_run_with_every_epoch_once(tmp_path, script, epochs, kill_at):
+    """SIGKILL mid-epoch, during validation, or half-way through writing a checkpoint; then the same command."""
+    run_dir = tmp_path / "run"
+    env = {} if kill_at == "mid-epoch" else {"REVIEWKIT_TEST_KILL_AT": kill_at}
+    process = train(script, tmp_path, "--num_train_epochs", epochs, env=env, wait=False)
+    if kill_at == "mid-epoch":
+        deadline = time.monotonic() + 300
+        while not list(run_dir.glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
+            assert process.poll() is None, process.stderr.read()[-3000:]
+            time.sleep(0.3)
+        time.sleep(2)  # into the second epoch
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=600)
+    assert process.returncode == -signal.SIGKILL
+    checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda d: int(d.name.split("-")[1]))
+    if kill_at == "save:1":  # the weights are written, the trainer state is not
+        assert len(checkpoints) == 1 and (checkpoints[0] / "model.safetensors").is_file()
+        assert not (checkpoints[0] / "trainer_state.json").exists()
+    else:
+        assert len(checkpoints) == 1 and (checkpoints[0] / "trainer_state.json").is_file()
+    result = train(script, tmp_path, "--num_train_epochs", epochs)
+    assert result.returncode == 0, result.stderr[-3000:]
+    if kill_at == "save:1":
+        assert "its save was interrupted" in result.stdout and "resuming from" not in result.stdout
+    else:
+        assert f"resuming from {checkpoints[0]}" in result.stdout
+    client, run = only_run(tmp_path, script.removesuffix(".py"))
+    assert run.info.status == "FINISHED"
+    for name in ("eval_loss", "train_loss"):
+        assert [s for s, _ in history(client, run, name)] == list(range(1, epochs + 1)), name
+    steps = [s for s, _ in history(client, run, "loss")]
+    assert steps == sorted(set(steps))
+    summary = (run_dir / "summary.json").read_text(encoding="utf-8")
+    assert f'"{epochs}":' in summary and f'"{epochs + 1}":' not in summary
+    assert list((run_dir / "final").glob("*.safetensors"))
+
+
 def test_torchrun_two_cpu_processes_log_one_run(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(SCRIPTS / "train_t5.py"),
                "--demo", "--num_train_epochs", "2", "--output_dir", str(tmp_path / "run"),

@@ -4,7 +4,12 @@ One MLflow run per training run: its id is stored in the output directory, so a 
 continues the same MLflow run instead of opening a new one. Metrics: per-step `loss`,
 `learning_rate` and `epoch` (step = global step); once per epoch `train_loss` (mean over the
 epoch's batches) and `eval_loss` (step = epoch number); at the end `best_epoch` and
-`best_eval_loss`. Only the main process (rank 0) talks to MLflow.
+`best_eval_loss`; artifacts `summary.json` and the data's `report.json`. Only the main process
+(rank 0) talks to MLflow.
+
+A tracking server that stops answering in the middle of training does not stop the training:
+values that cannot be sent are kept in OUTPUT_DIR/mlflow_pending.jsonl, retried every
+RETRY_INTERVAL_S seconds and on a rerun of the same command, which also finishes the run.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ import json
 import math
 import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tqdm import tqdm
 from transformers import TrainerCallback
 
 from .files import atomic_write_text
@@ -25,7 +32,10 @@ from .files import atomic_write_text
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TRACKING_URI = f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
 RUN_ID_FILE = "mlflow_run.json"
+PENDING_FILE = "mlflow_pending.jsonl"
 STEP_METRICS = ("loss", "learning_rate", "grad_norm")
+RETRY_INTERVAL_S = 30.0
+MAX_METRICS_PER_BATCH = 1000  # the MLflow REST API's limit for one log_batch
 
 
 class TrackingError(Exception):
@@ -45,6 +55,20 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason})") from None
+
+
+def limit_http_retries() -> None:
+    """MLflow retries a dead server with back-off for minutes per call; training should not wait that long.
+
+    A user's own MLFLOW_HTTP_REQUEST_* settings win.
+    """
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def git_commit() -> str:
@@ -91,6 +115,11 @@ class MlflowLogger(TrainerCallback):
         self._logged_epochs: dict[str, set[int]] = {}
         self._last_logged_step = -1
         self._logged_summary: dict[str, float] = {}
+        self._pending: list[dict] = []  # logged values the server has not acknowledged yet, oldest first
+        self._pending_file: Path | None = None
+        self._offline = False
+        self._next_attempt = 0.0
+        limit_http_retries()
 
     def on_train_begin(self, args, state, control, **kwargs):
         # args.process_index, not state.is_world_process_zero: transformers 5 resets the state in
@@ -101,10 +130,14 @@ class MlflowLogger(TrainerCallback):
 
         self._client = mlflow.MlflowClient(self.tracking_uri)
         run_file = Path(args.output_dir) / RUN_ID_FILE
+        self._pending_file = Path(args.output_dir) / PENDING_FILE
         stored = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else {}
         if stored.get("tracking_uri") == self.tracking_uri and self._run_exists(stored.get("run_id")):
             self.run_id = stored["run_id"]
             self._client.update_run(self.run_id, status="RUNNING")
+            self._pending = self._read_pending()
+            if self._pending and self._flush(force=True):
+                tqdm.write(f"sent the MLflow values kept in {self._pending_file} while the server was away")
             self._load_logged()
         else:
             experiment = self._client.get_experiment_by_name(self.experiment)
@@ -152,17 +185,88 @@ class MlflowLogger(TrainerCallback):
             best = {"best_epoch": float(best_epoch), "best_eval_loss": float(best_loss)}
             if best != self._logged_summary:  # a rerun of a finished run logs nothing new
                 self._log(best, 0)
-        self._client.set_terminated(self.run_id, status="FINISHED")
+
+    def finish(self, artifacts: list[Path]) -> bool:
+        """Send what is pending, attach the artifacts and mark the run FINISHED; False if the server refused."""
+        if self._client is None:
+            return True
+        if self._flush(force=True):
+            try:
+                for path in artifacts:
+                    self._client.log_artifact(self.run_id, str(path))
+                self._client.set_terminated(self.run_id, status="FINISHED")
+                return True
+            except Exception as exc:  # noqa: BLE001 - any transport or server error means the same here
+                self._go_offline(exc)
+        tqdm.write(f"warning: MLflow run {self.run_id} is left RUNNING ({self.tracking_uri} does not answer); "
+                   f"{len(self._pending)} values wait in {self._pending_file}. The model is saved. Rerun the same "
+                   f"command once the server answers: it sends them, attaches the artifacts and finishes the run",
+                   file=sys.stderr)
+        return False
 
     def fail(self) -> None:
-        if self._client is not None and self.run_id:
+        if self._client is None or not self.run_id:
+            return
+        try:
             self._client.set_terminated(self.run_id, status="FAILED")
+        except Exception as exc:  # noqa: BLE001 - the run stays RUNNING; the next rerun resumes it anyway
+            self._go_offline(exc)
 
     def _log(self, metrics: dict, step: int) -> None:
+        self._pending.append({"run_id": self.run_id, "step": step, "timestamp": int(time.time() * 1000),
+                              "metrics": metrics})
+        self._flush()
+
+    def _flush(self, force: bool = False) -> bool:
+        """Send the pending values in order; on failure keep them on disk. True when nothing is left."""
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        self._client.log_batch(self.run_id, metrics=[Metric(key, value, now, step) for key, value in metrics.items()])
+        if self._pending and (force or time.monotonic() >= self._next_attempt):
+            try:
+                while self._pending:
+                    count, size = 0, 0
+                    while count < len(self._pending) and size + len(self._pending[count]["metrics"]) <= \
+                            MAX_METRICS_PER_BATCH:
+                        size += len(self._pending[count]["metrics"])
+                        count += 1
+                    batch = [Metric(key, value, record["timestamp"], record["step"])
+                             for record in self._pending[:count] for key, value in record["metrics"].items()]
+                    self._client.log_batch(self.run_id, metrics=batch)
+                    del self._pending[:count]
+            except Exception as exc:  # noqa: BLE001 - MlflowException, requests' connection errors, timeouts
+                self._go_offline(exc)
+            else:
+                if self._offline:
+                    tqdm.write(f"MLflow {self.tracking_uri} answers again; the kept values are sent")
+                self._offline = False
+        if self._pending_file is not None:
+            if self._pending:
+                atomic_write_text(self._pending_file, "".join(json.dumps(r) + "\n" for r in self._pending))
+            else:
+                self._pending_file.unlink(missing_ok=True)
+        return not self._pending
+
+    def _go_offline(self, exc: BaseException) -> None:
+        if not self._offline:
+            tqdm.write(f"warning: MLflow {self.tracking_uri} failed ({first_line(exc)}); training goes on and "
+                       f"keeps the values in {self._pending_file}, retrying every {RETRY_INTERVAL_S:.0f} s",
+                       file=sys.stderr)
+        self._offline = True
+        self._next_attempt = time.monotonic() + RETRY_INTERVAL_S
+
+    def _read_pending(self) -> list[dict]:
+        """The values an earlier process could not send, for this run; a torn or foreign line is skipped."""
+        if not self._pending_file.is_file():
+            return []
+        records = []
+        for line in self._pending_file.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("run_id") == self.run_id:
+                records.append(record)
+        return records
 
     def _log_params(self, params: dict) -> None:
         from mlflow.entities import Param

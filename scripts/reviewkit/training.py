@@ -11,6 +11,8 @@ import argparse
 import json
 import math
 import os
+import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -27,8 +29,16 @@ DEMO_INPUT = PROJECT_ROOT / "data" / "demo_reviews.tskv"
 DEMO_WORK_DIR = PROJECT_ROOT / "outputs" / "demo"
 
 
-# Fault injection for the tests: the training loss reads as NaN at this optimizer step.
+# Fault injection for the tests: the training loss reads as NaN at this optimizer step, and the
+# process SIGKILLs itself at STAGE:EPOCH (stage `evaluate`: the first validation batch after that
+# epoch; `save`: after the model's weights, before the optimizer and trainer state of its checkpoint).
 _NAN_TEST_STEP = int(os.environ.get("REVIEWKIT_TEST_NAN_AT_STEP", "0"))
+_KILL_TEST_POINT = os.environ.get("REVIEWKIT_TEST_KILL_AT", "")
+
+
+def _test_kill_point(stage: str, epoch: float | None) -> None:
+    if _KILL_TEST_POINT and epoch is not None and _KILL_TEST_POINT == f"{stage}:{epoch:g}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class TrainingError(Exception):
@@ -126,7 +136,8 @@ def main(experiment: str, description: str, defaults: dict, demo_overrides: dict
         return 0
     kept = "best" if args.keep_best else "last"
     print(f"best epoch {summary['best_epoch']} (eval_loss {summary['best_eval_loss']:.4f}); {kept} epoch "
-          f"{summary['kept_epoch']} saved to {summary['final_dir']}; MLflow run {summary['run_id']}")
+          f"{summary['kept_epoch']} saved to {summary['final_dir']}; MLflow run {summary['run_id']}"
+          + ("" if summary["mlflow_finished"] else " (left RUNNING, see the warning above)"))
     return 0
 
 
@@ -153,6 +164,25 @@ def _output_dir(args) -> Path:
         return ensure_output_dir(args.output_dir)
     except OutputDirError as exc:
         raise TrainingError(str(exc)) from None
+
+
+def last_complete_checkpoint(output_dir: Path, remove_incomplete: bool = True) -> str | None:
+    """The newest checkpoint that was saved to the end; newer ones a kill cut short are removed.
+
+    Trainer writes trainer_state.json last, so a checkpoint without a readable one is incomplete.
+    Under torchrun only rank 0 removes; the other ranks skip the same directories.
+    """
+    numbered = sorted((int(d.name.split("-")[1]), d) for d in output_dir.glob("checkpoint-*")
+                      if d.is_dir() and d.name.split("-")[1].isdigit())
+    for _, directory in reversed(numbered):
+        try:
+            json.loads((directory / "trainer_state.json").read_text(encoding="utf-8"))
+            return str(directory)
+        except (OSError, ValueError):
+            if remove_incomplete:
+                print(f"removing {directory}: its save was interrupted (no complete trainer_state.json)")
+                shutil.rmtree(directory, ignore_errors=True)
+    return None
 
 
 def bf16_supported() -> bool:
@@ -259,8 +289,6 @@ def _tokenized(data_dir: Path, tokenizer, args):
 
 
 def _train(args, experiment, tracking_uri, training_args, data_dir, report, model, tokenizer, dataset) -> dict:
-    from transformers.trainer_utils import get_last_checkpoint
-
     from .modeling import count_parameters
 
     lora_config = None
@@ -310,7 +338,8 @@ def _train(args, experiment, tracking_uri, training_args, data_dir, report, mode
         epoch_loss=epoch_loss,
     )
 
-    resume = args.resume_from_checkpoint or get_last_checkpoint(str(output_dir))
+    resume = args.resume_from_checkpoint or last_complete_checkpoint(
+        output_dir, remove_incomplete=training_args.process_index == 0)
     if resume:
         print(f"resuming from {resume}")
     try:
@@ -336,6 +365,7 @@ def _train(args, experiment, tracking_uri, training_args, data_dir, report, mode
         summary["merged_dir"] = str(merged_dir)
     if trainer.is_world_process_zero():
         atomic_write_text(output_dir / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+        summary["mlflow_finished"] = logger.finish([output_dir / "summary.json", Path(data_dir) / "report.json"])
     return summary
 
 
@@ -358,3 +388,11 @@ class ReviewTrainer(Seq2SeqTrainer):
                     f"checkpoint stays in {self.args.output_dir}; lower --learning_rate and rerun to resume")
             self.epoch_loss.add(value)
         return outputs
+
+    def prediction_step(self, *args, **kwargs):
+        _test_kill_point("evaluate", self.state.epoch)
+        return super().prediction_step(*args, **kwargs)
+
+    def _save_optimizer_and_scheduler(self, output_dir):
+        _test_kill_point("save", self.state.epoch)
+        super()._save_optimizer_and_scheduler(output_dir)
