@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from reviewkit.cli import ArgumentParser
 from reviewkit.generation import add_model_flags, add_sampling_flags, generate_reviews, load_for_generation, settings_from
 from reviewkit.keywords import Lemmatizer
 from reviewkit.modeling import ModelSourceError
@@ -96,7 +97,7 @@ def log_to_mlflow(tracking_uri: str, model_dir: Path, table: dict, params: dict)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_flags(parser)
     parser.add_argument("--data_dir", required=True, help="output directory of prepare_data.py")

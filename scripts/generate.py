@@ -13,6 +13,7 @@ import csv
 import sys
 from pathlib import Path
 
+from reviewkit.cli import ArgumentParser
 from reviewkit.cleaning import parse_rating
 from reviewkit.files import atomic_path
 from reviewkit.generation import add_model_flags, add_sampling_flags, generate_reviews, load_for_generation, settings_from
@@ -48,7 +49,7 @@ def prompt_rating(value) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_flags(parser)
     parser.add_argument("--rating", help="rating 1-5 of one prompt")

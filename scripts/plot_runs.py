@@ -22,6 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from reviewkit.cli import ArgumentParser
 from reviewkit.tracking import TrackingError, check_tracking_uri, resolve_tracking_uri  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -132,7 +133,7 @@ def plot_epochs(points, prefix: str, path: Path, source: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--tracking_uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the project)")

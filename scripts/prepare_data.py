@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from reviewkit.cli import ArgumentParser
 from reviewkit.cleaning import CleaningConfig, parse_ratings_filter
 from reviewkit.loading import DEFAULT_HUB_ID, DataSourceError
 from reviewkit.pipeline import PrepareConfig, PrepareError, format_report, prepare_dataset
@@ -33,7 +34,7 @@ def parse_ratings(value: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults, cleaning = PrepareConfig(), CleaningConfig()
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument(

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from reviewkit.files import atomic_write_text
+from reviewkit.cli import ArgumentParser
+from reviewkit.files import atomic_write_text, remove_stale_temporaries
 from reviewkit.generation import add_model_flags, add_sampling_flags, generate_reviews, load_for_generation, settings_from
 from reviewkit.marking import Entry, format_sample
 from reviewkit.modeling import ModelSourceError
@@ -48,7 +49,7 @@ def training_lines(model_dir: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_flags(parser)
     parser.add_argument("--data_dir", required=True, help="output directory of prepare_data.py (its test split)")
@@ -83,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
               *training_lines(Path(args.model)),
               f"Prompts: {len(rows)} drawn at random (seed {args.seed}) from {test_path}",
               "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.as_dict().items())]
-    atomic_write_text(args.output, format_sample(header, entries))
+    output = Path(args.output)
+    remove_stale_temporaries(output.parent, of=output.name)
+    atomic_write_text(output, format_sample(header, entries))
     print(f"wrote {len(entries)} entries to {args.output}; mark them, then: python scripts/score_sample.py {args.output}")
     return 0
 

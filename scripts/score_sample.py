@@ -7,12 +7,12 @@ Entries whose mark is empty, not 0/1, or that cannot be read are listed by numbe
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import defaultdict
 
 from scipy.stats import binomtest
 
+from reviewkit.cli import ArgumentParser
 from reviewkit.marking import Entry, parse_sample
 
 
@@ -28,7 +28,7 @@ def score_line(label: str, marks: list[int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("file", help="a sample file written by sample.py and marked by a person")
     args = parser.parse_args(argv)
     try:

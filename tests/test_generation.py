@@ -160,3 +160,68 @@ def test_plot_runs_writes_valid_pngs_and_names_what_is_missing(trained, tmp_path
     assert not (tmp_path / "lora_r12_val_loss.png").exists()
     empty = script("plot_runs.py", "--tracking_uri", f"sqlite:///{tmp_path / 'empty.db'}", "--output_dir", tmp_path / "e")
     assert empty.returncode == 1 and "nothing to plot" in empty.stderr
+
+
+def test_an_adapter_on_a_base_of_another_shape_is_one_line(trained, tmp_path):
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    model, adapter, _ = trained
+    tokenizer = AutoTokenizer.from_pretrained(str(model))
+    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2,
+                      d_kv=16, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, tie_word_embeddings=False)
+    T5ForConditionalGeneration(config).save_pretrained(str(tmp_path / "other"))
+    tokenizer.save_pretrained(str(tmp_path / "other"))
+    result = script("generate.py", "--model", adapter, "--base_model", tmp_path / "other", "--rating", 5)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(errors) == 1 and "does not fit base model" in errors[0] and "size mismatch" in errors[0]
+
+
+def interrupt(name, *args, after_s):
+    """Start a script and SIGKILL it after `after_s` seconds; True if it was still running then."""
+    process = subprocess.Popen([sys.executable, str(SCRIPTS / name), *map(str, args)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=ENV)
+    try:
+        process.wait(timeout=after_s)
+        return False
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return True
+
+
+@pytest.mark.parametrize("after_s", [2.0, 5.0, 7.0])
+def test_interrupted_sample_never_leaves_a_half_written_file(trained, tmp_path, after_s):
+    model, _, data = trained
+    output = tmp_path / "t5_sample.txt"
+    output.write_text("an earlier complete sample\n", encoding="utf-8")
+    args = ["--model", model, "--data_dir", data, "--n", 100, "--batch_size", 8, "--output", output]
+    interrupt("sample.py", *args, after_s=after_s)
+    text = output.read_text(encoding="utf-8")
+    assert text == "an earlier complete sample\n" or len(parse_sample(text)) == 100  # the old file or a whole one
+    assert script("sample.py", *args).returncode == 0
+    assert len(parse_sample(output.read_text(encoding="utf-8"))) == 100
+    assert [p.name for p in tmp_path.iterdir()] == ["t5_sample.txt"]  # no temporary left behind
+
+
+def test_interrupted_evaluate_logs_nothing_and_a_rerun_logs_one_complete_run(trained):
+    import mlflow
+
+    model, _, data = trained
+    tracking = f"sqlite:///{model.parent.parent / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking)
+    parent_id = (model.parent / "mlflow_run.json").read_text(encoding="utf-8").split('"run_id": "')[1].split('"')[0]
+    experiment = client.get_run(parent_id).info.experiment_id
+
+    def children():
+        return client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+
+    before = len(children())
+    args = ["--model", model, "--data_dir", data, "--num_prompts", 100, "--batch_size", 4, "--tracking_uri", tracking]
+    assert interrupt("evaluate.py", *args, after_s=6.0)
+    assert len(children()) == before
+    assert script("evaluate.py", *args).returncode == 0
+    runs = children()
+    assert len(runs) == before + 1
+    newest = max(runs, key=lambda r: r.info.start_time)
+    assert newest.info.status == "FINISHED" and newest.data.metrics["auto_n_all"] == 100

@@ -1,6 +1,8 @@
 """End-to-end tests of prepare_data.py: every cleaning rule, report arithmetic, cache, atomicity."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -167,6 +169,35 @@ def test_a_run_killed_while_writing_leaves_nothing_marked_complete(tmp_path, mon
     report = prepare_dataset(str(DEMO_INPUT), output, PrepareConfig(seed=1), workers=1, progress=False)
     assert not report["cached"]
     assert sum(pq.read_metadata(output / f).num_rows for f in report["files"]) == report["kept"]
+
+
+def test_sigkill_at_random_points_then_rerun_gives_byte_identical_output(tmp_path):
+    """A real process killed at seeded random moments; whatever it left is never taken as complete."""
+    import random
+    import time
+
+    command = [sys.executable, str(PREPARE), "--no_progress", "--input", str(DEMO_INPUT), "--workers", "2"]
+    started = time.monotonic()
+    reference = subprocess.run([*command, "--output_dir", str(tmp_path / "reference")], capture_output=True,
+                               timeout=300)
+    duration = time.monotonic() - started
+    assert reference.returncode == 0, reference.stderr
+    expected = {f.name: f.read_bytes() for f in (tmp_path / "reference").iterdir()}
+    output = tmp_path / "out"
+    rng = random.Random(20261127)
+    for attempt in range(4):
+        process = subprocess.Popen([*command, "--output_dir", str(output), "--seed", str(attempt)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(rng.uniform(0.2, 1.0) * duration)
+        os.killpg(process.pid, signal.SIGKILL)  # the workers too
+        process.wait()
+        report = output / "report.json"
+        if report.exists():  # the run got to the end: everything it names is complete
+            files = json.loads(report.read_text(encoding="utf-8"))["files"]
+            assert all(pq.read_metadata(output / f).num_rows >= 0 for f in files)
+    rerun = subprocess.run([*command, "--output_dir", str(output)], capture_output=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert {f.name: f.read_bytes() for f in output.iterdir()} == expected
 
 
 def test_a_stale_report_of_other_settings_is_not_trusted(tmp_path):

@@ -92,6 +92,28 @@ def test_fp16_is_refused_with_one_line(tmp_path):
     assert result.returncode == 2 and "fp16 is refused" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("script, args, message", [
+    ("train_t5.py", ["--no_such_flag"], "unrecognized arguments: --no_such_flag"),
+    ("train_t5.py", ["--num_train_epochs", "-1"], "--num_train_epochs must be at least 1"),
+    ("train_lora.py", ["--lora_r", "0"], "--lora_r must be at least 1"),
+    ("train_lora_r1.py", ["--ratings", "0,6"], "ratings must be from 1 to 5"),
+    ("train_t5.py", ["--output_dir", "{file}"], "exists and is not a directory"),
+    ("train_t5.py", ["--output_dir", "/proc/reviewkit-cannot-write"], "cannot create output directory"),
+])
+def test_cli_misuse_is_one_line_and_a_nonzero_exit(tmp_path, script, args, message):
+    (tmp_path / "a_file").write_text("x", encoding="utf-8")
+    args = [a.replace("{file}", str(tmp_path / "a_file")) for a in args]
+    if "--output_dir" not in args:
+        args += ["--output_dir", str(tmp_path / "run")]
+    result = subprocess.run([sys.executable, str(SCRIPTS / script), "--demo", *args, "--tracking_uri",
+                             f"sqlite:///{tmp_path / 'mlflow.db'}"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+    assert not (tmp_path / "run" / "final").exists()
+
+
 def test_unreachable_tracking_server_fails_before_training(tmp_path):
     started = time.monotonic()
     result = subprocess.run([sys.executable, str(SCRIPTS / "train_t5.py"), "--demo", "--output_dir",

@@ -28,12 +28,17 @@ def ensure_output_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is fsynced and renamed onto `path`."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600; the result should look like any file the user writes
     try:
         yield Path(tmp)
         with open(tmp, "rb") as f:
@@ -55,8 +60,8 @@ def file_digest(path: str | os.PathLike) -> str:
         return hashlib.file_digest(f, "blake2b").hexdigest()[:32]
 
 
-def remove_stale_temporaries(directory: str | os.PathLike) -> None:
-    """Delete temporaries a killed run left behind (they are never read)."""
-    for leftover in Path(directory).glob(".*.tmp"):
+def remove_stale_temporaries(directory: str | os.PathLike, of: str = "*") -> None:
+    """Delete temporaries a killed run left behind (they are never read); `of`: only those of this file name."""
+    for leftover in Path(directory).glob(f".{of}.*.tmp"):
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()

@@ -55,7 +55,8 @@ def load_for_generation(model_dir: str, base_model: str | None = None):
     try:
         model = PeftModel.from_pretrained(model, str(path))
     except (RuntimeError, ValueError, KeyError) as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        first_line = next((line for line in lines if line.startswith("size mismatch")), lines[0])
         raise ModelSourceError(f"the adapter in {model_dir} does not fit base model {base}: {first_line}") from None
     return model.eval(), tokenizer
 

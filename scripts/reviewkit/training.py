@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
+from .cli import ArgumentParser
 from .files import OutputDirError, atomic_write_text, ensure_output_dir
 from .keywords import DEFAULT_TOP_K
 from .tracking import EpochLoss, MlflowLogger, TrackingError, check_tracking_uri, resolve_tracking_uri
@@ -51,7 +52,7 @@ class NonFiniteLossError(TrainingError):
 
 def build_parser(description: str, defaults: dict, lora: bool) -> argparse.ArgumentParser:
     """The common flags (transformers example-script names); `defaults` are the experiment's."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--demo", action="store_true",
                    help="offline demo: the committed demo data and a tiny model the project builds itself")
     p.add_argument("--model_name_or_path", default=defaults["model_name_or_path"],
