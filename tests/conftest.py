@@ -19,3 +19,8 @@ def lemmatizer():
     from reviewkit.keywords import Lemmatizer
 
     return Lemmatizer()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a minute or more of real training or a fresh-copy run; "
+                                       "CI runs them, `-m 'not slow'` skips them locally")

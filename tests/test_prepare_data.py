@@ -37,6 +37,7 @@ def defect_file_lines():
         (tskv_line("Вкусная выпечка и хороший чай", rating="4.5").encode(), "rating_not_integer"),
         (tskv_line("Норм").encode(), "text_too_short"),
         (tskv_line(long_text).encode(), "text_too_long"),
+        (tskv_line("Очень вкусно и уютно. " * 48000).encode(), "text_too_long"),  # a 1 MB field
         (tskv_line("Great coffee and very friendly staff, will come back").encode(), "not_russian"),
         (tskv_line("😀" * 25).encode(), "not_russian"),
         (tskv_line(VALID, name="Другое кафе").encode(), "duplicate_text"),

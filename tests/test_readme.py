@@ -65,6 +65,7 @@ def plot_recipe(fresh_clone, quick_start):
     return fresh_clone
 
 
+@pytest.mark.slow
 def test_quick_start_trains_the_demo_model_and_the_test_command_is_ci(fresh_clone, quick_start):
     install_and_test = bash_blocks("Быстрый старт")[1]
     assert install_and_test == ["pip install -r requirements.txt -r requirements-dev.txt && python -m pytest -q tests"]
@@ -74,6 +75,7 @@ def test_quick_start_trains_the_demo_model_and_the_test_command_is_ci(fresh_clon
     assert (fresh_clone / "mlflow.db").is_file()
 
 
+@pytest.mark.slow
 def test_plot_recipe_regenerates_every_image_the_readme_embeds(plot_recipe):
     for name in PLOTS:
         path = plot_recipe / "images" / f"{name}.png"
@@ -85,6 +87,7 @@ def test_plot_recipe_regenerates_every_image_the_readme_embeds(plot_recipe):
         assert (ROOT / "images" / f"{name}.png").is_file(), f"images/{name}.png is not committed"
 
 
+@pytest.mark.slow
 def test_committed_t5_sample_is_what_the_readme_command_writes(plot_recipe):
     """Same header and prompts (data and seed decide them); reviews may differ with the CPU's arithmetic."""
     committed = parse_sample((ROOT / "t5_sample.txt").read_text(encoding="utf-8"))

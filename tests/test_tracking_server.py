@@ -108,6 +108,7 @@ def test_plot_runs_reads_the_server(server, tmp_path):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_server_killed_mid_training_keeps_checkpoints_and_a_rerun_completes_the_same_run(tmp_path_factory, tmp_path):
     server = TrackingServer(tmp_path_factory.mktemp("dying-server"))
     server.start()

@@ -136,6 +136,7 @@ def test_offline_hub_model_id_is_one_line_naming_the_way_out(tmp_path):
     assert "--model_name_or_path" in result.stderr and "--demo" in result.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_rerun_resumes_into_the_same_run_and_a_finished_rerun_adds_nothing(tmp_path):
     epochs = 3
     process = train("train_t5.py", tmp_path, "--num_train_epochs", epochs, "--logging_steps", 5, wait=False)
@@ -166,6 +167,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_into_the_same_run_and_a_finished_r
     assert len(history(client, rerun, "best_epoch")) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, epochs, kill_at", [
     ("train_lora.py", 2, "mid-epoch"),
     ("train_lora_r1.py", 3, "evaluate:2"),
@@ -206,6 +208,21 @@ def test_killed_run_resumes_into_the_same_run_with_every_epoch_once(tmp_path, sc
     summary = (run_dir / "summary.json").read_text(encoding="utf-8")
     assert f'"{epochs}":' in summary and f'"{epochs + 1}":' not in summary
     assert list((run_dir / "final").glob("*.safetensors"))
+
+
+@pytest.mark.slow
+def test_peak_memory_stays_flat_over_many_epochs(tmp_path):
+    epochs = 20
+    result = train("train_lora_r1.py", tmp_path, "--num_train_epochs", epochs)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, run = only_run(tmp_path, "train_lora_r1")
+    peaks = dict(history(client, run, "peak_rss_mib"))
+    assert sorted(peaks) == list(range(1, epochs + 1))
+    print(f"peak RSS by epoch, MiB: {', '.join(f'{e}: {v:.0f}' for e, v in sorted(peaks.items()))}")
+    # After warm-up (allocator pools, the first evaluations) the peak may creep, not grow with the epochs:
+    # the second half of the run adds under 2 %.
+    half = peaks[epochs // 2]
+    assert peaks[epochs] - half < 0.02 * half, peaks
 
 
 def test_torchrun_two_cpu_processes_log_one_run(tmp_path):

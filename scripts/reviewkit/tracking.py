@@ -3,7 +3,7 @@
 One MLflow run per training run: its id is stored in the output directory, so a resumed run
 continues the same MLflow run instead of opening a new one. Metrics: per-step `loss`,
 `learning_rate` and `epoch` (step = global step); once per epoch `train_loss` (mean over the
-epoch's batches) and `eval_loss` (step = epoch number); at the end `best_epoch` and
+epoch's batches), `eval_loss` and `peak_rss_mib` (step = epoch number); at the end `best_epoch` and
 `best_eval_loss`; artifacts `summary.json` and the data's `report.json`. Only the main process
 (rank 0) talks to MLflow.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -163,6 +164,9 @@ class MlflowLogger(TrainerCallback):
         mean = self.epoch_loss.take_mean()
         if mean is not None:
             self._log_epoch_metric("train_loss", mean, round(state.epoch))
+        # Peak resident memory of this process so far: flat across epochs unless something leaks.
+        self._log_epoch_metric("peak_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                               round(state.epoch))
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if metrics and "eval_loss" in metrics:
