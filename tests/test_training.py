@@ -1,5 +1,6 @@
 """The three experiment scripts end to end on the demo, read back from a temporary MLflow store."""
 
+import json
 import os
 import signal
 import subprocess
@@ -74,6 +75,29 @@ def test_train_lora_r1_demo_keeps_the_best_epoch(tmp_path):
     assert f"best epoch {best}" in result.stdout
 
 
+@pytest.mark.parametrize("mode, logged", [
+    ("oversample", "balance_expected_counts_per_epoch"),
+    ("weighted", "balance_loss_weights"),
+    ("downsample", "balance_counts_after"),
+])
+def test_balance_modes_train_and_log_their_counts_and_per_rating_validation(tmp_path, mode, logged):
+    result = train("train_lora_r1.py", tmp_path, "--num_train_epochs", 1, "--balance", mode)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, run = only_run(tmp_path, "train_lora_r1")
+    params = run.data.params
+    before = json.loads(params["balance_counts_before"])
+    assert params["balance"] == mode and set(before) == {"1", "2"} and before["1"] > before["2"]
+    values = json.loads(params[logged])
+    if mode == "oversample":
+        assert values["1"] == pytest.approx(values["2"], abs=0.1)
+    elif mode == "weighted":
+        assert values["2"] > values["1"]
+    else:
+        assert values == {"1": before["2"], "2": before["2"]}
+    for name in ("eval_loss", "eval_rating_1_loss", "eval_rating_2_loss"):
+        assert [s for s, _ in history(client, run, name)] == [1], name
+
+
 def lora_trainable(r, modules):
     model = get_peft_model(random_rut5_small(), LoraConfig(task_type=TaskType.SEQ_2_SEQ_LM, r=r, lora_alpha=1,
                                                            target_modules=modules))
@@ -99,15 +123,15 @@ def test_fp16_is_refused_with_one_line(tmp_path):
     ("train_lora_r1.py", ["--ratings", "0,6"], "ratings must be from 1 to 5"),
     ("train_t5.py", ["--output_dir", "{file}"], "exists and is not a directory"),
     ("train_t5.py", ["--output_dir", "/proc/reviewkit-cannot-write"], "cannot create output directory"),
+    ("train_t5.py", ["--tracking_uri", "bogus://x"], "MLflow tracking URI bogus://x cannot be used"),
 ])
 def test_cli_misuse_is_one_line_and_a_nonzero_exit(tmp_path, script, args, message):
     (tmp_path / "a_file").write_text("x", encoding="utf-8")
     args = [a.replace("{file}", str(tmp_path / "a_file")) for a in args]
-    if "--output_dir" not in args:
-        args += ["--output_dir", str(tmp_path / "run")]
-    result = subprocess.run([sys.executable, str(SCRIPTS / script), "--demo", *args, "--tracking_uri",
-                             f"sqlite:///{tmp_path / 'mlflow.db'}"], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    defaults = {"--output_dir": str(tmp_path / "run"), "--tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    args += [item for flag, value in defaults.items() if flag not in args for item in (flag, value)]
+    result = subprocess.run([sys.executable, str(SCRIPTS / script), "--demo", *args], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]

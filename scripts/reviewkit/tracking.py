@@ -3,7 +3,8 @@
 One MLflow run per training run: its id is stored in the output directory, so a resumed run
 continues the same MLflow run instead of opening a new one. Metrics: per-step `loss`,
 `learning_rate` and `epoch` (step = global step); once per epoch `train_loss` (mean over the
-epoch's batches), `eval_loss` and `peak_rss_mib` (step = epoch number); at the end `best_epoch` and
+epoch's batches), `eval_loss`, `eval_rating_<r>_loss` (validation loss of the reviews of
+rating r) and `peak_rss_mib` (step = epoch number); at the end `best_epoch` and
 `best_eval_loss`; artifacts `summary.json` and the data's `report.json`. Only the main process
 (rank 0) talks to MLflow.
 
@@ -15,6 +16,7 @@ RETRY_INTERVAL_S seconds and on a rerun of the same command, which also finishes
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import resource
@@ -48,7 +50,11 @@ def resolve_tracking_uri(flag: str | None) -> str:
 
 
 def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
-    """Fail at once, before data or model are loaded, if an HTTP tracking server does not answer."""
+    """Fail at once, before data or model are loaded, if the tracking URI cannot be used.
+
+    An HTTP server must answer /health within `timeout`; any other URI (sqlite, a database, a
+    directory) must open as an MLflow store.
+    """
     if uri.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
@@ -56,6 +62,18 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason})") from None
+        return
+    import mlflow
+
+    mlflow_logger = logging.getLogger("mlflow")
+    level = mlflow_logger.level
+    mlflow_logger.setLevel(logging.WARNING)  # a new sqlite store announces its table creation at INFO
+    try:
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - unknown scheme, unreadable database, bad path: all one answer
+        raise TrackingError(f"MLflow tracking URI {uri} cannot be used ({first_line(exc)})") from None
+    finally:
+        mlflow_logger.setLevel(level)
 
 
 def limit_http_retries() -> None:
@@ -105,12 +123,13 @@ class MlflowLogger(TrainerCallback):
     """Logs a training run to MLflow; see the module docstring for what is logged."""
 
     def __init__(self, tracking_uri: str, experiment: str, params: dict, epoch_loss: EpochLoss,
-                 run_name: str | None = None):
+                 run_name: str | None = None, parent_run_id: str | None = None):
         self.tracking_uri = tracking_uri
         self.epoch_loss = epoch_loss
         self.experiment = experiment
         self.params = params
         self.run_name = run_name
+        self.parent_run_id = parent_run_id
         self.run_id: str | None = None
         self._client = None
         self._logged_epochs: dict[str, set[int]] = {}
@@ -144,8 +163,12 @@ class MlflowLogger(TrainerCallback):
             experiment = self._client.get_experiment_by_name(self.experiment)
             experiment_id = experiment.experiment_id if experiment else self._client.create_experiment(
                 self.experiment, artifact_location=self._artifact_location())
-            run = self._client.create_run(experiment_id, run_name=self.run_name,
-                                          tags={"git_commit": git_commit(), "script": self.experiment})
+            # MLflow's random default name would repeat: the Trainer has seeded `random` by now.
+            run_name = self.run_name or f"{self.experiment} {time.strftime('%Y-%m-%d %H:%M:%S')}"
+            run = self._client.create_run(experiment_id, run_name=run_name,
+                                          tags={"git_commit": git_commit(), "script": self.experiment,
+                                                **({"mlflow.parentRunId": self.parent_run_id}
+                                                   if self.parent_run_id else {})})
             self.run_id = run.info.run_id
             atomic_write_text(run_file, json.dumps({"tracking_uri": self.tracking_uri, "run_id": self.run_id}) + "\n")
             self._log_params(self.params)
@@ -169,8 +192,9 @@ class MlflowLogger(TrainerCallback):
                                round(state.epoch))
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if metrics and "eval_loss" in metrics:
-            self._log_epoch_metric("eval_loss", float(metrics["eval_loss"]), round(state.epoch))
+        for name, value in (metrics or {}).items():
+            if name == "eval_loss" or (name.startswith("eval_rating_") and name.endswith("_loss")):
+                self._log_epoch_metric(name, float(value), round(state.epoch))
 
     def _log_epoch_metric(self, name: str, value: float, epoch: int) -> None:
         """Once per epoch and name: a resumed run does not log an epoch twice."""
@@ -291,8 +315,8 @@ class MlflowLogger(TrainerCallback):
     def _load_logged(self) -> None:
         run = self._client.get_run(self.run_id)
         self._logged_summary = {k: v for k, v in run.data.metrics.items() if k in ("best_epoch", "best_eval_loss")}
-        for name in ("train_loss", "eval_loss"):
-            if name in run.data.metrics:
+        for name in run.data.metrics:
+            if name in ("train_loss", "eval_loss", "peak_rss_mib") or name.startswith("eval_rating_"):
                 self._logged_epochs[name] = {m.step for m in self._client.get_metric_history(self.run_id, name)}
         if "loss" in run.data.metrics:
             self._last_logged_step = max(m.step for m in self._client.get_metric_history(self.run_id, "loss"))

@@ -16,10 +16,13 @@ import signal
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
+from .balance import (BALANCE_MODES, EpochWeightedSampler, downsample_indices, loss_weights, oversample_weights,
+                      rating_counts)
 from .cli import ArgumentParser
 from .files import OutputDirError, atomic_write_text, ensure_output_dir
 from .keywords import DEFAULT_TOP_K
@@ -73,6 +76,8 @@ def build_parser(description: str, defaults: dict, lora: bool) -> argparse.Argum
                    help="prompt tokens kept (longer prompts are truncated)")
     p.add_argument("--max_target_length", type=int, default=defaults["max_target_length"],
                    help="review tokens kept (longer reviews are truncated)")
+    p.add_argument("--max_train_samples", type=int, default=None,
+                   help="train on this many random rows of the training split (quick runs, searches)")
     p.add_argument("--logging_steps", type=int, default=defaults.get("logging_steps", 50),
                    help="log the training loss every N optimizer steps")
     p.add_argument("--seed", type=int, default=42, help="seed of initialisation, data order and dropout")
@@ -96,6 +101,14 @@ def build_parser(description: str, defaults: dict, lora: bool) -> argparse.Argum
                        help="also write a merged standalone model to OUTPUT_DIR/merged for generation")
     p.add_argument("--keep_best", action=argparse.BooleanOptionalAction, default=defaults.get("keep_best", False),
                    help="keep and save the epoch with the lowest validation loss instead of the last one")
+    p.add_argument("--balance", choices=BALANCE_MODES, default="none",
+                   help="rating balance of the training split: none (as is), oversample (equal expected count per "
+                        "rating, redrawn each epoch), weighted (loss weighted by inverse rating frequency), "
+                        "downsample (at most --balance_max_per_rating rows per rating); validation stays natural")
+    p.add_argument("--balance_weight_cap", type=float, default=10.0,
+                   help="weighted: the largest loss weight, as a multiple of the most frequent rating's")
+    p.add_argument("--balance_max_per_rating", type=int, default=None,
+                   help="downsample: rows kept per rating (default: the count of the rarest rating)")
     return p
 
 
@@ -107,14 +120,24 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
                  "max_source_length", "max_target_length", "logging_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if args.max_train_samples is not None and args.max_train_samples < 1:
+        parser.error("--max_train_samples must be at least 1")
     if not 0 <= args.warmup_ratio < 1:
         parser.error("--warmup_ratio must be in [0, 1)")
     if not args.learning_rate > 0:
         parser.error("--learning_rate must be positive")
     if getattr(args, "lora_r", 1) < 1:
         parser.error("--lora_r must be at least 1")
+    if not args.balance_weight_cap >= 1:
+        parser.error("--balance_weight_cap must be at least 1")
+    if args.balance_max_per_rating is not None and args.balance_max_per_rating < 1:
+        parser.error("--balance_max_per_rating must be at least 1")
     if not args.demo and not args.data_dir:
         parser.error("pass --data_dir DIR (the output of prepare_data.py) or --demo")
+    try:
+        _ratings(args)
+    except TrainingError as exc:
+        parser.error(str(exc))
     return args
 
 
@@ -142,8 +165,12 @@ def main(experiment: str, description: str, defaults: dict, demo_overrides: dict
     return 0
 
 
-def run(args: argparse.Namespace, experiment: str) -> dict:
-    """Train one experiment; returns a summary (best epoch, eval losses, output paths)."""
+def run(args: argparse.Namespace, experiment: str, callbacks: tuple = (), parent_run_id: str | None = None) -> dict:
+    """Train one experiment; returns a summary (best epoch, eval losses, output paths).
+
+    `callbacks` are extra transformers callbacks (the search's pruning); `parent_run_id` nests the
+    MLflow run under that run.
+    """
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     try:
         check_tracking_uri(tracking_uri)
@@ -157,7 +184,8 @@ def run(args: argparse.Namespace, experiment: str) -> dict:
         data_dir, report = _data(args)
         model, tokenizer = _model(args, data_dir)
         dataset = _tokenized(data_dir, tokenizer, args)
-    return _train(args, experiment, tracking_uri, training_args, data_dir, report, model, tokenizer, dataset)
+    return _train(args, experiment, tracking_uri, training_args, data_dir, report, model, tokenizer, dataset,
+                  callbacks, parent_run_id)
 
 
 def _output_dir(args) -> Path:
@@ -221,6 +249,8 @@ def _training_args(args, output_dir: Path) -> Seq2SeqTrainingArguments:
         dataloader_num_workers=2 if torch.cuda.is_available() else 0,
         # Without it transformers 5 runs CPU processes under torchrun as independent, not as DDP.
         use_cpu=not torch.cuda.is_available(),
+        # ReviewCollator drops the sampler's length column and turns loss_weight into a tensor.
+        remove_unused_columns=False,
     )
 
 
@@ -272,6 +302,33 @@ def _model(args, data_dir: Path):
         raise TrainingError(str(exc)) from None
 
 
+def _split_ratings(data_dir: Path, split: str) -> np.ndarray:
+    """The rating of each row of a split, in the order the tokenised dataset keeps."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(data_dir / f"{split}.parquet", columns=["rating"]).column("rating").to_numpy()
+
+
+def _balanced(train_set, ratings: np.ndarray, args):
+    """(training set, sampler weights or None, MLflow params) for --balance; see reviewkit.balance."""
+    params = {"balance_counts_before": json.dumps(rating_counts(ratings))}
+    if args.balance == "oversample":
+        weights = oversample_weights(ratings)
+        expected = {r: round(len(ratings) * float(weights[ratings == r].sum() / weights.sum()), 1)
+                    for r in rating_counts(ratings)}
+        params["balance_expected_counts_per_epoch"] = json.dumps(expected)
+        return train_set, weights, params
+    if args.balance == "weighted":
+        per_rating = loss_weights(ratings, args.balance_weight_cap)
+        params["balance_loss_weights"] = json.dumps({r: round(w, 4) for r, w in per_rating.items()})
+        return train_set.add_column("loss_weight", [per_rating[int(r)] for r in ratings]), None, params
+    if args.balance == "downsample":
+        kept = downsample_indices(ratings, args.balance_max_per_rating, args.seed)
+        params["balance_counts_after"] = json.dumps(rating_counts(ratings[kept]))
+        return train_set.select(kept), None, params
+    return train_set, None, params
+
+
 def _tokenized(data_dir: Path, tokenizer, args):
     import datasets
 
@@ -289,7 +346,8 @@ def _tokenized(data_dir: Path, tokenizer, args):
     return raw.map(tokenize, batched=True, remove_columns=raw["train"].column_names, desc="tokenising")
 
 
-def _train(args, experiment, tracking_uri, training_args, data_dir, report, model, tokenizer, dataset) -> dict:
+def _train(args, experiment, tracking_uri, training_args, data_dir, report, model, tokenizer, dataset,
+           callbacks, parent_run_id) -> dict:
     from .modeling import count_parameters
 
     lora_config = None
@@ -326,17 +384,29 @@ def _train(args, experiment, tracking_uri, training_args, data_dir, report, mode
         params.update({f"lora_{k}": v for k, v in {
             "r": lora_config.r, "alpha": lora_config.lora_alpha, "dropout": lora_config.lora_dropout,
             "target_modules": ",".join(sorted(lora_config.target_modules)), "task_type": "SEQ_2_SEQ_LM"}.items()})
+    train_set, train_ratings = dataset["train"], _split_ratings(data_dir, "train")
+    if args.max_train_samples is not None and args.max_train_samples < len(train_set):
+        subset = np.sort(np.random.default_rng(args.seed).choice(len(train_set), args.max_train_samples, replace=False))
+        train_set, train_ratings = train_set.select(subset), train_ratings[subset]
+    train_set, sample_weights, balance_params = _balanced(train_set, train_ratings, args)
+    params.update(balance_params)
+    validation_ratings = _split_ratings(data_dir, "validation")
+    rating_eval_sets = {r: dataset["validation"].select(np.flatnonzero(validation_ratings == r))
+                        for r in np.unique(validation_ratings).tolist()}
     epoch_loss = EpochLoss()
-    logger = MlflowLogger(tracking_uri, experiment, params, epoch_loss, run_name=args.run_name)
+    logger = MlflowLogger(tracking_uri, experiment, params, epoch_loss, run_name=args.run_name,
+                          parent_run_id=parent_run_id)
     trainer = ReviewTrainer(
         model=model,
         args=training_args,
-        train_dataset=dataset["train"],
+        train_dataset=train_set,
         eval_dataset=dataset["validation"],
-        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, padding=True, pad_to_multiple_of=8),
+        data_collator=ReviewCollator(tokenizer, model),
         processing_class=tokenizer,
-        callbacks=[logger],
+        callbacks=[logger, *callbacks],
         epoch_loss=epoch_loss,
+        sample_weights=sample_weights,
+        rating_eval_sets=rating_eval_sets if len(rating_eval_sets) > 1 else {},
     )
 
     resume = args.resume_from_checkpoint or last_complete_checkpoint(
@@ -370,15 +440,51 @@ def _train(args, experiment, tracking_uri, training_args, data_dir, report, mode
     return summary
 
 
-class ReviewTrainer(Seq2SeqTrainer):
-    """Seq2SeqTrainer that sums each epoch's training loss and stops on a non-finite loss."""
+class ReviewCollator:
+    """DataCollatorForSeq2Seq, minus the sampler's length column, plus the per-example loss weight if any."""
 
-    def __init__(self, *args, epoch_loss: EpochLoss, **kwargs):
+    def __init__(self, tokenizer, model):
+        self.seq2seq = DataCollatorForSeq2Seq(tokenizer, model=model, padding=True, pad_to_multiple_of=8)
+
+    def __call__(self, features):
+        features = [dict(f) for f in features]
+        weights = [f.pop("loss_weight") for f in features] if "loss_weight" in features[0] else None
+        for feature in features:
+            feature.pop("length", None)
+        batch = self.seq2seq(features)
+        if weights is not None:
+            batch["loss_weight"] = torch.tensor(weights, dtype=torch.float32)
+        return batch
+
+
+class ReviewTrainer(Seq2SeqTrainer):
+    """Seq2SeqTrainer that sums each epoch's training loss, stops on a non-finite loss, balances ratings
+    (a weighted sampler or per-example loss weights) and reports the validation loss per rating."""
+
+    def __init__(self, *args, epoch_loss: EpochLoss, sample_weights: np.ndarray | None = None,
+                 rating_eval_sets: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.epoch_loss = epoch_loss
+        self.sample_weights = sample_weights
+        self.rating_eval_sets = rating_eval_sets or {}
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.sample_weights is not None:
+            return EpochWeightedSampler(self.sample_weights, self.args.seed)
+        return super()._get_train_sampler(train_dataset)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval", **kwargs):
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix, **kwargs)
+        if eval_dataset is None and metric_key_prefix == "eval":
+            for rating, subset in self.rating_eval_sets.items():
+                metrics.update(super().evaluate(subset, ignore_keys, f"eval_rating_{rating}", **kwargs))
+        return metrics
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if "loss_weight" in inputs:
+            outputs = self._weighted_loss(model, inputs, return_outputs)
+        else:
+            outputs = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if model.training:
             value = float((outputs[0] if return_outputs else outputs).detach())
             if self.state.global_step + 1 == _NAN_TEST_STEP:
@@ -389,6 +495,19 @@ class ReviewTrainer(Seq2SeqTrainer):
                     f"checkpoint stays in {self.args.output_dir}; lower --learning_rate and rerun to resume")
             self.epoch_loss.add(value)
         return outputs
+
+    @staticmethod
+    def _weighted_loss(model, inputs, return_outputs):
+        """Mean over the batch of (example weight x the example's mean token cross-entropy)."""
+        weights = inputs.pop("loss_weight")
+        outputs = model(**inputs)
+        labels = inputs["labels"]
+        token_loss = torch.nn.functional.cross_entropy(outputs.logits.float().transpose(1, 2), labels,
+                                                       ignore_index=-100, reduction="none")
+        mask = (labels != -100).float()
+        example_loss = (token_loss * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        loss = (weights.to(example_loss.device) * example_loss).mean()
+        return (loss, outputs) if return_outputs else loss
 
     def prediction_step(self, *args, **kwargs):
         _test_kill_point("evaluate", self.state.epoch)
