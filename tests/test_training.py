@@ -194,6 +194,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_into_the_same_run_and_a_finished_r
 @pytest.mark.slow
 @pytest.mark.parametrize("script, epochs, kill_at", [
     ("train_lora.py", 2, "mid-epoch"),
+    ("train_lora_r1.py", 3, "train:25"),  # step 25 of 17 per epoch: the middle of the second epoch
     ("train_lora_r1.py", 3, "evaluate:2"),
     ("train_t5.py", 2, "save:1"),
 ])

@@ -34,14 +34,15 @@ DEMO_WORK_DIR = PROJECT_ROOT / "outputs" / "demo"
 
 
 # Fault injection for the tests: the training loss reads as NaN at this optimizer step, and the
-# process SIGKILLs itself at STAGE:EPOCH (stage `evaluate`: the first validation batch after that
-# epoch; `save`: after the model's weights, before the optimizer and trainer state of its checkpoint).
+# process SIGKILLs itself at STAGE:N (`train`: computing the loss of optimizer step N; `evaluate`:
+# the first validation batch after epoch N; `save`: after the model's weights of epoch N's
+# checkpoint, before its optimizer and trainer state).
 _NAN_TEST_STEP = int(os.environ.get("REVIEWKIT_TEST_NAN_AT_STEP", "0"))
 _KILL_TEST_POINT = os.environ.get("REVIEWKIT_TEST_KILL_AT", "")
 
 
-def _test_kill_point(stage: str, epoch: float | None) -> None:
-    if _KILL_TEST_POINT and epoch is not None and _KILL_TEST_POINT == f"{stage}:{epoch:g}":
+def _test_kill_point(stage: str, where: float | None) -> None:
+    if _KILL_TEST_POINT and where is not None and _KILL_TEST_POINT == f"{stage}:{where:g}":
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -172,10 +173,12 @@ def run(args: argparse.Namespace, experiment: str, callbacks: tuple = (), parent
     MLflow run under that run.
     """
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
-    try:
-        check_tracking_uri(tracking_uri)
-    except TrackingError as exc:
-        raise TrainingError(str(exc)) from None
+    # Only rank 0 talks to MLflow; two processes opening a new sqlite store at once race its migration.
+    if int(os.environ.get("RANK", "0")) == 0:
+        try:
+            check_tracking_uri(tracking_uri)
+        except TrackingError as exc:
+            raise TrainingError(str(exc)) from None
     output_dir = _output_dir(args)
     training_args = _training_args(args, output_dir)
     # Under torchrun, rank 0 prepares data, builds the demo model and tokenises; the others then
@@ -486,6 +489,7 @@ class ReviewTrainer(Seq2SeqTrainer):
         else:
             outputs = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if model.training:
+            _test_kill_point("train", self.state.global_step + 1)
             value = float((outputs[0] if return_outputs else outputs).detach())
             if self.state.global_step + 1 == _NAN_TEST_STEP:
                 value = float("nan")
