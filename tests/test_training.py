@@ -26,6 +26,17 @@ def train(script, tmp_path, *extra, env=None, wait=True):
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
 
+def kill_in_second_epoch(process, run_dir, after_s):
+    """SIGKILL a training process `after_s` seconds after its first complete checkpoint."""
+    deadline = time.monotonic() + 300
+    while not list(run_dir.glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        time.sleep(0.3)
+    time.sleep(after_s)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=600)
+
+
 def only_run(tmp_path, experiment):
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
@@ -165,13 +176,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_into_the_same_run_and_a_finished_r
     epochs = 3
     process = train("train_t5.py", tmp_path, "--num_train_epochs", epochs, "--logging_steps", 5, wait=False)
     run_dir = tmp_path / "run"
-    deadline = time.monotonic() + 300
-    while not list(run_dir.glob("checkpoint-*")) and time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read()[-3000:]
-        time.sleep(0.5)
-    time.sleep(4)  # into the second epoch
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_in_second_epoch(process, run_dir, after_s=4)
     assert len(list(run_dir.glob("checkpoint-*"))) == 1
     result = train("train_t5.py", tmp_path, "--num_train_epochs", epochs, "--logging_steps", 5)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -204,12 +209,7 @@ def test_killed_run_resumes_into_the_same_run_with_every_epoch_once(tmp_path, sc
     env = {} if kill_at == "mid-epoch" else {"REVIEWKIT_TEST_KILL_AT": kill_at}
     process = train(script, tmp_path, "--num_train_epochs", epochs, env=env, wait=False)
     if kill_at == "mid-epoch":
-        deadline = time.monotonic() + 300
-        while not list(run_dir.glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
-            assert process.poll() is None, process.stderr.read()[-3000:]
-            time.sleep(0.3)
-        time.sleep(2)  # into the second epoch
-        os.kill(process.pid, signal.SIGKILL)
+        kill_in_second_epoch(process, run_dir, after_s=2)
     process.wait(timeout=600)
     assert process.returncode == -signal.SIGKILL
     checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda d: int(d.name.split("-")[1]))
