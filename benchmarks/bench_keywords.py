@@ -21,7 +21,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "scripts"))
 import synthetic_reviews  # noqa: E402
-from reviewkit.keywords import DEFAULT_TOP_K, Lemmatizer, extract_keywords  # noqa: E402
+from reference import extract_keywords  # noqa: E402
+from reviewkit.keywords import DEFAULT_TOP_K, Lemmatizer  # noqa: E402
 
 
 def main() -> None:

@@ -2,6 +2,9 @@
 
     python scripts/train_lora.py --demo
     python scripts/train_lora.py --data_dir data/prepared/full --output_dir outputs/train_lora --merge
+
+Any setting below can be changed on the command line, and so can every flag of transformers'
+Seq2SeqTrainingArguments (`--help` lists them all).
 """
 
 import sys
@@ -18,12 +21,15 @@ DEFAULTS = dict(
     per_device_eval_batch_size=64,
     max_source_length=64,
     max_target_length=256,
+    lora=True,
     lora_r=4,
     lora_alpha=16,
     lora_dropout=0.01,
     lora_target_modules="q,v",
+    balance="none",
+    seed=42,
 )
-DEMO_OVERRIDES = dict(num_train_epochs=4, learning_rate=2e-2, logging_steps=10, output_dir="outputs/demo/train_lora")
+DEMO_DEFAULTS = dict(num_train_epochs=4, learning_rate=2e-2, logging_steps=10, output_dir="outputs/demo/train_lora")
 
 if __name__ == "__main__":
-    sys.exit(main(EXPERIMENT, __doc__.split("\n\n")[0], DEFAULTS, DEMO_OVERRIDES))
+    sys.exit(main(EXPERIMENT, __doc__, DEFAULTS, DEMO_DEFAULTS))

@@ -21,16 +21,34 @@ experiment `tune_lora`, gets the best configuration and a table of all trials.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 import time
+from dataclasses import dataclass, field
 
-from train_lora import DEFAULTS, DEMO_OVERRIDES
 from transformers import TrainerCallback
 
+from reviewkit.config import parse_config
 from reviewkit.files import atomic_write_text
-from reviewkit.training import NonFiniteLossError, TrainingError, build_parser, parse_args, run
+from reviewkit.trainer import NonFiniteLossError
+from reviewkit.training import TrainingError, run
 
 EXPERIMENT = "tune_lora"
+# What every trial shares: train_lora.py's experiment, minus what the search draws.
+DEFAULTS = dict(
+    model_name_or_path="cointegrated/rut5-small",
+    output_dir="outputs/tune_lora",
+    num_train_epochs=15,
+    learning_rate=1e-3,
+    per_device_train_batch_size=32,
+    per_device_eval_batch_size=64,
+    max_source_length=64,
+    max_target_length=256,
+    lora=True,
+    lora_dropout=0.01,
+    seed=42,
+)
+DEMO_DEFAULTS = dict(num_train_epochs=4, learning_rate=2e-2, logging_steps=10, output_dir="outputs/demo/tune_lora")
 TARGET_CHOICES = ("q,v", "k,q,v", "q,k,v,o", "q,k,v,o,wi_0,wi_1,wo")
 RANKS = (2, 4, 8, 16, 32)
 ALPHAS = (1, 4, 8, 16, 32)
@@ -53,28 +71,30 @@ class PruneOnValidation(TrainerCallback):
                 control.should_training_stop = True
 
 
-def build_search_parser():
-    parser = build_parser(__doc__.split("\n\n")[0], {**DEFAULTS, "output_dir": "outputs/tune_lora"}, lora=True)
-    parser.add_argument("--trials", type=int, default=20, help="finished (complete or pruned) trials to reach")
-    parser.add_argument("--timeout", type=float, default=None, help="stop starting new trials after this many seconds")
-    parser.add_argument("--grid", action="store_true",
-                        help=f"search the grid {GRID} (with --learning_rate) instead of TPE")
-    parser.add_argument("--learning_rate_min", type=float, default=None,
-                        help="lowest learning rate searched (default: --learning_rate / 10)")
-    parser.add_argument("--learning_rate_max", type=float, default=None,
-                        help="highest learning rate searched (default: --learning_rate x 3)")
-    return parser
+@dataclass
+class SearchSettings:
+    trials: int = field(default=20, metadata={"help": "finished (complete or pruned) trials to reach"})
+    timeout: float | None = field(default=None, metadata={"help": "stop starting new trials after this many seconds"})
+    grid: bool = field(default=False, metadata={"help": f"search the grid {GRID} (with --learning_rate) instead of TPE"})
+    learning_rate_min: float | None = field(default=None, metadata={
+        "help": "lowest learning rate searched (default: --learning_rate / 10)"})
+    learning_rate_max: float | None = field(default=None, metadata={
+        "help": "highest learning rate searched (default: --learning_rate x 3)"})
+
+    def __post_init__(self):
+        if self.trials < 1:
+            raise ValueError("--trials must be at least 1")
 
 
-def suggest(trial, args) -> dict:
-    if args.grid:
+def suggest(trial, search: SearchSettings, config, training_args) -> dict:
+    if search.grid:
         return {"lora_r": trial.suggest_categorical("lora_r", GRID["lora_r"]),
                 "lora_alpha": trial.suggest_categorical("lora_alpha", GRID["lora_alpha"]),
                 "lora_target_modules": trial.suggest_categorical("lora_target_modules",
                                                                  GRID["lora_target_modules"]),
-                "lora_dropout": args.lora_dropout, "learning_rate": args.learning_rate}
-    low = args.learning_rate_min or args.learning_rate / 10
-    high = args.learning_rate_max or args.learning_rate * 3
+                "lora_dropout": config.lora_dropout, "learning_rate": training_args.learning_rate}
+    low = search.learning_rate_min or training_args.learning_rate / 10
+    high = search.learning_rate_max or training_args.learning_rate * 3
     return {"lora_r": trial.suggest_categorical("lora_r", RANKS),
             "lora_alpha": trial.suggest_categorical("lora_alpha", ALPHAS),
             "lora_dropout": trial.suggest_float("lora_dropout", 0.0, 0.2),
@@ -82,13 +102,14 @@ def suggest(trial, args) -> dict:
             "learning_rate": trial.suggest_float("learning_rate", low, high, log=True)}
 
 
-def shown(value) -> str:
+def short_value(value) -> str:
+    """A searched value as a table cell or command-line flag shows it: floats to three significant digits."""
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def train_command(args, config: dict) -> str:
-    data = "--demo" if args.demo else f"--data_dir {args.data_dir}"
-    flags = " ".join(f"--{name} {shown(value)}" for name, value in config.items())
+def train_command(config, chosen: dict) -> str:
+    data = "--demo" if config.demo else f"--data_dir {config.data_dir}"
+    flags = " ".join(f"--{name} {short_value(value)}" for name, value in chosen.items())
     return f"python scripts/train_lora.py {data} {flags}"
 
 
@@ -112,19 +133,14 @@ def trials_table(study) -> str:
              "|---" * (len(names) + 3) + "|"]
     for trial in study.trials:
         value = f"{trial.value:.4f}" if trial.value is not None else "—"
-        cells = [shown(trial.params[n]) if n in trial.params else "—" for n in names]
+        cells = [short_value(trial.params[n]) if n in trial.params else "—" for n in names]
         lines.append(f"| {trial.number} | {trial.state.name} | {value} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = build_search_parser()
-    if "--demo" in argv:
-        parser.set_defaults(**{**DEMO_OVERRIDES, "output_dir": "outputs/demo/tune_lora"})
-    args = parse_args(parser, argv)
-    if args.trials < 1:
-        parser.error("--trials must be at least 1")
+    config, training_args, search = parse_config(__doc__.split("\n\n")[0], DEFAULTS, DEMO_DEFAULTS, argv,
+                                                 extra=(SearchSettings,))
     import mlflow
     import optuna
     from mlflow.entities import Metric, RunTag
@@ -135,17 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     from reviewkit.files import OutputDirError, ensure_output_dir
     from reviewkit.tracking import TrackingError, check_tracking_uri, resolve_tracking_uri
 
-    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    tracking_uri = resolve_tracking_uri(config.tracking_uri)
     try:
         check_tracking_uri(tracking_uri)
-        output_dir = ensure_output_dir(args.output_dir)
+        output_dir = ensure_output_dir(training_args.output_dir)
     except (TrackingError, OutputDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     storage = RDBStorage(f"sqlite:///{output_dir / 'study.db'}", heartbeat_interval=20, grace_period=60,
                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
-    sampler = (optuna.samplers.GridSampler({**GRID}, seed=args.seed) if args.grid
-               else optuna.samplers.TPESampler(seed=args.seed))
+    sampler = (optuna.samplers.GridSampler({**GRID}, seed=training_args.seed) if search.grid
+               else optuna.samplers.TPESampler(seed=training_args.seed))
     study = optuna.create_study(study_name=EXPERIMENT, storage=storage, direction="minimize", sampler=sampler,
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
                                 load_if_exists=True)
@@ -153,16 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     parent_id = parent_run(client, study, tracking_uri)
 
     def objective(trial):
-        config = suggest(trial, args)
+        chosen = suggest(trial, search, config, training_args)
         # A retried trial continues in the directory (checkpoints, MLflow run) of the one a kill interrupted.
         frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
         number = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
         number = trial.number if number is None else number
-        trial_args = copy.copy(args)
-        vars(trial_args).update(config, output_dir=str(output_dir / f"trial-{number}"), run_name=f"trial {number}")
+        trial_config = dataclasses.replace(config, **{k: v for k, v in chosen.items() if k != "learning_rate"})
+        trial_args = copy.deepcopy(training_args)
+        trial_args.learning_rate = chosen["learning_rate"]
+        trial_args.output_dir, trial_args.run_name = str(output_dir / f"trial-{number}"), f"trial {number}"
         pruning = PruneOnValidation(trial)
         try:
-            summary = run(trial_args, EXPERIMENT, callbacks=(pruning,), parent_run_id=parent_id)
+            summary = run(trial_config, trial_args, EXPERIMENT, callbacks=(pruning,), parent_run_id=parent_id)
         except NonFiniteLossError as exc:
             raise optuna.TrialPruned(f"diverged: {exc}") from None
         client.set_tag(summary["run_id"], "trial", str(trial.number))
@@ -173,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study.optimize(objective, timeout=args.timeout, catch=(),
-                       callbacks=[MaxTrialsCallback(args.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))])
+        study.optimize(objective, timeout=search.timeout, catch=(),
+                       callbacks=[MaxTrialsCallback(search.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))])
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         client.set_terminated(parent_id, status="FAILED")
@@ -192,17 +210,17 @@ def main(argv: list[str] | None = None) -> int:
         client.set_terminated(parent_id, status="FAILED")
         return 1
     best = study.best_trial
-    config = suggest(optuna.trial.FixedTrial(best.params), args)
+    chosen = suggest(optuna.trial.FixedTrial(best.params), search, config, training_args)
     now = int(time.time() * 1000)
     # Tags, not params: a resumed search may find a better trial, and MLflow params cannot change.
-    client.log_batch(parent_id, tags=[RunTag(f"best_{k}", str(v)) for k, v in config.items()],
+    client.log_batch(parent_id, tags=[RunTag(f"best_{k}", str(v)) for k, v in chosen.items()],
                      metrics=[Metric("best_eval_loss", best.value, now, 0), Metric("best_trial", best.number, now, 0),
                               Metric("trials_complete", len(complete), now, 0)])
     client.set_terminated(parent_id, status="FINISHED")
     print(table)
     print(f"best trial {best.number}: eval_loss {best.value:.4f}; "
-          + ", ".join(f"{k}={shown(v)}" for k, v in config.items()))
-    print(f"train it with the regular script:\n  {train_command(args, config)}")
+          + ", ".join(f"{k}={short_value(v)}" for k, v in chosen.items()))
+    print(f"train it with the regular script:\n  {train_command(config, chosen)}")
     return 0
 
 

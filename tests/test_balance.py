@@ -6,7 +6,7 @@ import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
 from reviewkit.balance import EpochWeightedSampler, downsample_indices, loss_weights, oversample_weights, rating_counts
-from reviewkit.training import ReviewTrainer
+from reviewkit.trainer import ReviewTrainer
 
 RATINGS = np.array([5] * 60 + [4] * 20 + [1] * 10 + [2] * 10)
 
@@ -63,9 +63,9 @@ def test_weighted_loss_is_the_weighted_mean_of_example_losses():
               "labels": torch.randint(2, 50, (3, 5))}
     with torch.no_grad():
         plain = model(**inputs).loss  # equal label lengths: the token mean is the mean of example means
-        equal = ReviewTrainer._weighted_loss(model, {**inputs, "loss_weight": torch.ones(3)}, False)
-        per_example = [ReviewTrainer._weighted_loss(model, {k: v[i:i + 1] for k, v in inputs.items()}
-                                                    | {"loss_weight": torch.ones(1)}, False) for i in range(3)]
-        weighted = ReviewTrainer._weighted_loss(model, {**inputs, "loss_weight": torch.tensor([3.0, 0.0, 0.0])}, False)
+        equal = ReviewTrainer.weighted_loss(model, inputs, torch.ones(3))
+        per_example = [ReviewTrainer.weighted_loss(model, {k: v[i:i + 1] for k, v in inputs.items()}, torch.ones(1))
+                       for i in range(3)]
+        weighted = ReviewTrainer.weighted_loss(model, inputs, torch.tensor([3.0, 0.0, 0.0]))
     assert equal == pytest.approx(plain.item(), rel=1e-5)
     assert weighted == pytest.approx(per_example[0].item(), rel=1e-5)  # 3 x loss_0 / 3 examples

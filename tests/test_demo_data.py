@@ -3,9 +3,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import DEMO_INPUT, ROOT
-
-from reviewkit.loading import read_reviews
+from conftest import DEMO_INPUT, ROOT, read_reviews
 
 GENERATOR = ROOT / "scripts" / "make_demo_data.py"
 TEMPLATES = ROOT / "data" / "demo_templates.json"

@@ -5,9 +5,9 @@ import csv
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import tskv_line
+from conftest import read_reviews, tskv_line
 
-from reviewkit.loading import FIELDS, DataSourceError, detect_format, parse_tskv_line, read_reviews
+from reviewkit.loading import FIELDS, DataSourceError, detect_format, parse_tskv_line
 
 ROWS = [
     {"address": "Москва, улица Ленина, 1", "name_ru": "Кафе Ромашка", "rating": "5.", "rubrics": "Кафе;Кофейня",

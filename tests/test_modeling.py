@@ -8,15 +8,14 @@ import torch
 from safetensors.torch import load_file
 from transformers import T5Config, T5ForConditionalGeneration
 
+from reference import RUT5_SMALL_ID, random_rut5_small, rut5_small_config
+
 from reviewkit.modeling import (
     DEMO_MARKER,
-    RUT5_SMALL_ID,
     ModelSourceError,
     build_demo_model,
     count_parameters,
     load_model_and_tokenizer,
-    random_rut5_small,
-    rut5_small_config,
 )
 
 RUT5_VOCAB, RUT5_D_MODEL = 20100, 512

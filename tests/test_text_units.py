@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from reviewkit.cleaning import CleaningConfig, clean_text, cyrillic_share, normalize_text, parse_rating
-from reviewkit.keywords import extract_keywords
+from reference import extract_keywords
 from reviewkit.prompt import build_prompt
 from reviewkit.splits import grouped_split, organization_keys
 

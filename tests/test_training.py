@@ -12,7 +12,9 @@ import pytest
 from conftest import ROOT
 from peft import LoraConfig, TaskType, get_peft_model
 
-from reviewkit.modeling import count_parameters, random_rut5_small
+from reference import random_rut5_small
+
+from reviewkit.modeling import count_parameters
 
 SCRIPTS = ROOT / "scripts"
 
@@ -20,7 +22,7 @@ SCRIPTS = ROOT / "scripts"
 def train(script, tmp_path, *extra, env=None, wait=True):
     command = [sys.executable, str(SCRIPTS / script), "--demo", "--output_dir", str(tmp_path / "run"),
                "--tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *map(str, extra)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "tests" / "plugins"), **(env or {})}
     if not wait:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
@@ -60,11 +62,13 @@ def test_train_t5_demo_logs_every_epoch_and_the_loss_falls(tmp_path):
     assert losses[0] > losses[1] > losses[2] and losses[2] < 0.7 * losses[0]
     assert len(history(client, run, "loss")) >= 10 and history(client, run, "epoch")[-1][1] == pytest.approx(3, abs=0.05)
     params = run.data.params
-    assert params["num_train_epochs"] == "3" and params["data_kept"] == "3873"
+    assert params["num_train_epochs"] == "3.0" and params["data_kept"] == "3873" and params["seed"] == "42"
     assert int(params["trainable_parameters"]) == int(params["total_parameters"]) > 0
     assert params["output_dir"] == str(tmp_path / "run") and params["model_id"]
     assert len(run.data.tags["git_commit"]) in (7, 40) or run.data.tags["git_commit"] == "unknown"
     assert run.data.metrics["best_epoch"] == 3 and run.data.metrics["best_eval_loss"] == pytest.approx(losses[2])
+    assert (tmp_path / "run" / "demo_data" / "report.json").is_file()  # the demo keeps its data and model here
+    assert params["model_id"] == str(tmp_path / "run" / "demo_model")
     final = tmp_path / "run" / "final"
     assert (final / "model.safetensors").is_file()
     assert not [p for p in final.iterdir() if p.suffix in (".bin", ".pt", ".pth")]
@@ -127,9 +131,43 @@ def test_fp16_is_refused_with_one_line(tmp_path):
     assert result.returncode == 2 and "fp16 is refused" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_help_lists_the_trainer_flags_beside_the_experiment_ones():
+    result = subprocess.run([sys.executable, str(SCRIPTS / "train_t5.py"), "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0
+    for flag in ("--gradient_accumulation_steps", "--lr_scheduler_type", "--save_total_limit", "--torch_compile",
+                 "--dataloader_num_workers", "--report_to", "--resume_from_checkpoint", "--balance", "--demo"):
+        assert flag in result.stdout, flag
+
+
+def test_trainer_flags_change_the_run_and_the_same_seed_gives_the_same_losses(tmp_path):
+    quick = ["--num_train_epochs", 1, "--max_train_samples", 256, "--per_device_train_batch_size", 16]
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    first = train("train_t5.py", tmp_path / "a", *quick)
+    again = train("train_t5.py", tmp_path / "b", *quick)
+    accumulated = train("train_t5.py", tmp_path / "c", *quick, "--gradient_accumulation_steps", 2,
+                        "--lr_scheduler_type", "cosine", "--save_total_limit", 1)
+    for result in (first, again, accumulated):
+        assert result.returncode == 0, result.stderr[-3000:]
+    runs = {name: only_run(tmp_path / name, "train_t5") for name in "abc"}
+    losses = {name: (history(client, run, "train_loss"), history(client, run, "eval_loss"))
+              for name, (client, run) in runs.items()}
+    assert losses["a"] == losses["b"]
+    assert losses["c"] != losses["a"]
+    params = runs["c"][1].data.params
+    assert (params["gradient_accumulation_steps"], params["lr_scheduler_type"]) == ("2", "cosine")
+    assert runs["a"][1].data.params["gradient_accumulation_steps"] == "1"
+    checkpoints = {name: sorted(p.name for p in (tmp_path / name / "run").glob("checkpoint-*")) for name in "ac"}
+    assert checkpoints == {"a": ["checkpoint-16"], "c": ["checkpoint-8"]}  # 256 rows / 16, then / (16 x 2)
+
+
 @pytest.mark.parametrize("script, args, message", [
     ("train_t5.py", ["--no_such_flag"], "unrecognized arguments: --no_such_flag"),
-    ("train_t5.py", ["--num_train_epochs", "-1"], "--num_train_epochs must be at least 1"),
+    ("train_t5.py", ["--num_train_epochs", "-1"], "--num_train_epochs must be positive"),
+    ("train_t5.py", ["--lr_scheduler_type", "bogus"], "argument --lr_scheduler_type"),
+    ("train_t5.py", ["--merge"], "--merge needs --lora"),
+    ("train_t5.py", ["--balance", "sideways"], "invalid choice: 'sideways'"),
     ("train_lora.py", ["--lora_r", "0"], "--lora_r must be at least 1"),
     ("train_lora_r1.py", ["--ratings", "0,6"], "ratings must be from 1 to 5"),
     ("train_t5.py", ["--output_dir", "{file}"], "exists and is not a directory"),
@@ -269,7 +307,7 @@ def test_non_finite_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(
     result = train("train_t5.py", tmp_path, "--num_train_epochs", 2, env={"REVIEWKIT_TEST_NAN_AT_STEP": "120"})
     assert result.returncode == 1 and "Traceback" not in result.stderr
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1 and "training loss became nan at step 120" in error_lines[0]
+    assert len(error_lines) == 1 and "training loss became nan or inf at step 120" in error_lines[0]
     checkpoints = sorted((tmp_path / "run").glob("checkpoint-*"))
     assert [c.name for c in checkpoints] == ["checkpoint-109"]
     model, _ = load_model_and_tokenizer(str(checkpoints[0]))

@@ -141,12 +141,3 @@ def top_keywords(
     ends = np.cumsum(np.minimum(row_lengths, k)).tolist()
     starts = [0] + ends[:-1]
     return [chosen_words[s:e] for s, e in zip(starts, ends)]
-
-
-def extract_keywords(texts: Sequence[str], k: int = DEFAULT_TOP_K, lemmatizer: Lemmatizer | None = None) -> list[list[str]]:
-    """Keywords for a list of texts in one call (the pipeline streams the same steps in chunks)."""
-    lemmatizer = lemmatizer or Lemmatizer()
-    documents = [lemmatizer.content_lemma_ids(text) for text in texts]
-    counts = LemmaCounts()
-    counts.add([i for doc in documents for i in doc], [len(doc) for doc in documents], lemmatizer.lemmas)
-    return top_keywords(*counts.matrix(), k)

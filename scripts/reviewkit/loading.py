@@ -69,12 +69,6 @@ def detect_format(source: str) -> str:
     raise DataSourceError(f"cannot tell the format of {source}: name it .tskv, .csv or .parquet")
 
 
-def read_reviews(source: str) -> Iterator[RawRecord]:
-    """Stream the reviews of a TSKV/CSV/parquet file or a hub dataset id."""
-    for batch in read_batches(source):
-        yield from batch.records()
-
-
 def read_batches(source: str, size: int = _BATCH_ROWS) -> Iterator[TskvLines | RecordList]:
     """Stream the input in batches of about `size` records.
 

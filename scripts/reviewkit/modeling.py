@@ -9,7 +9,7 @@ Setting the flag to False *before* construction unties everything: encoder and d
 their own input embeddings as well (two extra vocab x d_model matrices). `from_pretrained` gets an
 untied checkpoint right (both tensors are in the file and differ, so it leaves them apart, with a
 warning), but keeps the flag True, so a later `tie_weights()` or `resize_token_embeddings()` would
-tie the head again. Hence `_untied_t5` and `_flag_separate_head` below.
+tie the head again. Hence `untied_t5` and `_flag_separate_head` below.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -27,8 +28,6 @@ from typing import Iterable
 import torch
 import transformers
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration, T5Tokenizer
-
-RUT5_SMALL_ID = "cointegrated/rut5-small"
 
 DEMO_MARKER = "demo_model.json"
 DEMO_BUILDER_VERSION = 2
@@ -50,7 +49,7 @@ class ModelSourceError(Exception):
     """The model cannot be loaded or built; the message is one line for the user."""
 
 
-def _t5_config(**architecture) -> T5Config:
+def untied_t5_config(**architecture) -> T5Config:
     """A T5 config with an untied LM head that stays untied (see the module docstring)."""
     config = T5Config(
         tie_word_embeddings=False,  # recorded by 5.x as scale_decoder_outputs=False
@@ -66,25 +65,7 @@ def _t5_config(**architecture) -> T5Config:
     return config
 
 
-def rut5_small_config() -> T5Config:
-    """The published architecture of cointegrated/rut5-small.
-
-    Build the model with `random_rut5_small()`, not `T5ForConditionalGeneration(config)`: with this
-    config the latter gives the encoder and decoder their own embeddings (see the module docstring).
-    """
-    return _t5_config(
-        vocab_size=20100,
-        d_model=512,
-        d_ff=1024,
-        d_kv=64,
-        num_heads=6,
-        num_layers=8,
-        num_decoder_layers=8,
-        relative_attention_num_buckets=32,
-    )
-
-
-def _untied_t5(config: T5Config, seed: int) -> T5ForConditionalGeneration:
+def untied_t5(config: T5Config, seed: int) -> T5ForConditionalGeneration:
     """Random T5: one embedding shared by encoder and decoder, a separate LM head.
 
     `config.tie_word_embeddings` is False, so construction ties nothing and initialises `lm_head`
@@ -96,11 +77,6 @@ def _untied_t5(config: T5Config, seed: int) -> T5ForConditionalGeneration:
         model = T5ForConditionalGeneration(config)
     model.set_input_embeddings(model.shared)
     return model
-
-
-def random_rut5_small(seed: int = 0) -> T5ForConditionalGeneration:
-    """Randomly initialised ruT5-small with an untied LM head: 64.6M parameters."""
-    return _untied_t5(rut5_small_config(), seed)
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
@@ -130,7 +106,7 @@ def build_demo_model(texts: Iterable[str], output_dir: str | Path, seed: int = 0
     build_dir = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.", suffix=".tmp"))
     try:
         tokenizer = _train_demo_tokenizer(corpus)
-        model = _untied_t5(_demo_config(len(tokenizer)), seed)
+        model = untied_t5(_demo_config(len(tokenizer)), seed)
         model.save_pretrained(build_dir, safe_serialization=True)
         tokenizer.save_pretrained(build_dir)
         marker = {
@@ -219,7 +195,7 @@ def _train_demo_tokenizer(corpus: list[str]) -> T5Tokenizer:
 
 
 def _demo_config(vocab_size: int) -> T5Config:
-    return _t5_config(
+    return untied_t5_config(
         vocab_size=vocab_size, d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, num_decoder_layers=2
     )
 
@@ -299,9 +275,23 @@ def _hub_reachable(model_id: str) -> bool:
     return True
 
 
+class _UntiedHeadNotice(logging.Filter):
+    """Drops transformers' warning that an untied checkpoint's head was left untied: that is what we want."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("The tied weights mapping and config for this model")
+
+
 def _load(source: str, local_files_only: bool) -> tuple:
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only, trust_remote_code=False)
-    model = T5ForConditionalGeneration.from_pretrained(source, local_files_only=local_files_only, use_safetensors=True)
+    notice = _UntiedHeadNotice()
+    transformers_logger = logging.getLogger("transformers.modeling_utils")
+    transformers_logger.addFilter(notice)
+    try:
+        model = T5ForConditionalGeneration.from_pretrained(source, local_files_only=local_files_only,
+                                                           use_safetensors=True)
+    finally:
+        transformers_logger.removeFilter(notice)
     return model, tokenizer
 
 

@@ -3,8 +3,9 @@
 One MLflow run per training run: its id is stored in the output directory, so a resumed run
 continues the same MLflow run instead of opening a new one. Metrics: per-step `loss`,
 `learning_rate` and `epoch` (step = global step); once per epoch `train_loss` (mean over the
-epoch's batches), `eval_loss`, `eval_rating_<r>_loss` (validation loss of the reviews of
-rating r) and `peak_rss_mib` (step = epoch number); at the end `best_epoch` and
+epoch's optimizer steps), `train_samples_per_second`, `train_tokens_per_second`, `train_seconds`,
+`eval_loss`, `eval_rating_<r>_loss` (token-mean validation loss of the reviews of rating r, from
+the same evaluation pass) and `peak_rss_mib` (step = epoch number); at the end `best_epoch` and
 `best_eval_loss`; artifacts `summary.json` and the data's `report.json`. Only the main process
 (rank 0) talks to MLflow.
 
@@ -32,8 +33,8 @@ from transformers import TrainerCallback
 
 from .files import atomic_write_text
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_TRACKING_URI = f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+CODE_DIR = Path(__file__).resolve().parent
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default: mlflow.db in the current directory
 RUN_ID_FILE = "mlflow_run.json"
 PENDING_FILE = "mlflow_pending.jsonl"
 STEP_METRICS = ("loss", "learning_rate", "grad_norm")
@@ -92,40 +93,19 @@ def first_line(exc: BaseException) -> str:
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=CODE_DIR, capture_output=True, text=True,
                               timeout=10).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
-class EpochLoss:
-    """Sums the training loss of the current epoch (the trainer adds, the logger takes the mean).
-
-    Checkpoints are saved at epoch ends, right after the mean is taken, so a resumed run
-    starts with an empty sum and loses nothing.
-    """
-
-    def __init__(self):
-        self.total = 0.0
-        self.batches = 0
-
-    def add(self, value: float) -> None:
-        self.total += value
-        self.batches += 1
-
-    def take_mean(self) -> float | None:
-        mean = self.total / self.batches if self.batches else None
-        self.total, self.batches = 0.0, 0
-        return mean
-
-
 class MlflowLogger(TrainerCallback):
     """Logs a training run to MLflow; see the module docstring for what is logged."""
 
-    def __init__(self, tracking_uri: str, experiment: str, params: dict, epoch_loss: EpochLoss,
+    def __init__(self, tracking_uri: str, experiment: str, params: dict, epoch_stats,
                  run_name: str | None = None, parent_run_id: str | None = None):
         self.tracking_uri = tracking_uri
-        self.epoch_loss = epoch_loss
+        self.epoch_stats = epoch_stats  # reviewkit.trainer.EpochStats, closed by EpochStatsCallback just before
         self.experiment = experiment
         self.params = params
         self.run_name = run_name
@@ -184,9 +164,8 @@ class MlflowLogger(TrainerCallback):
     def on_epoch_end(self, args, state, control, **kwargs):
         if self._client is not None:
             self._log({"epoch": float(state.epoch)}, state.global_step)
-        mean = self.epoch_loss.take_mean()
-        if mean is not None:
-            self._log_epoch_metric("train_loss", mean, round(state.epoch))
+        for name, value in self.epoch_stats.last.items():
+            self._log_epoch_metric(name, value, round(state.epoch))
         # Peak resident memory of this process so far: flat across epochs unless something leaks.
         self._log_epoch_metric("peak_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                                round(state.epoch))
@@ -316,7 +295,7 @@ class MlflowLogger(TrainerCallback):
         run = self._client.get_run(self.run_id)
         self._logged_summary = {k: v for k, v in run.data.metrics.items() if k in ("best_epoch", "best_eval_loss")}
         for name in run.data.metrics:
-            if name in ("train_loss", "eval_loss", "peak_rss_mib") or name.startswith("eval_rating_"):
+            if name.startswith(("train_", "eval_")) or name == "peak_rss_mib":
                 self._logged_epochs[name] = {m.step for m in self._client.get_metric_history(self.run_id, name)}
         if "loss" in run.data.metrics:
             self._last_logged_step = max(m.step for m in self._client.get_metric_history(self.run_id, "loss"))

@@ -1,0 +1,49 @@
+"""Fault injection for the tests' subprocesses, loaded only there: the tests put this directory on PYTHONPATH.
+
+Python imports `sitecustomize` at start-up; without the variables below it does nothing.
+- REVIEWKIT_TEST_NAN_AT_STEP=N: the training loss of optimizer step N reads as NaN.
+- REVIEWKIT_TEST_KILL_AT=STAGE:N: the process SIGKILLs itself at `train:N` (the training step
+  that becomes optimizer step N), `evaluate:N` (the first validation batch after epoch N) or
+  `save:N` (after the model weights of epoch N's checkpoint, before its optimizer and trainer state).
+The patches sit on transformers' Trainer, below the project's ReviewTrainer, so the project's code runs unchanged.
+"""
+
+import os
+import signal
+
+_NAN_AT_STEP = int(os.environ.get("REVIEWKIT_TEST_NAN_AT_STEP", "0"))
+_KILL_AT = os.environ.get("REVIEWKIT_TEST_KILL_AT", "")
+
+
+def _kill_if(stage, where):
+    if where is not None and _KILL_AT == f"{stage}:{where:g}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _install():
+    from transformers import Trainer
+
+    training_step, prediction_step = Trainer.training_step, Trainer.prediction_step
+    save_optimizer = Trainer._save_optimizer_and_scheduler
+
+    def patched_training_step(self, *args, **kwargs):
+        step = self.state.global_step + 1
+        _kill_if("train", step)
+        loss = training_step(self, *args, **kwargs)
+        return loss * float("nan") if step == _NAN_AT_STEP else loss
+
+    def patched_prediction_step(self, *args, **kwargs):
+        _kill_if("evaluate", self.state.epoch)
+        return prediction_step(self, *args, **kwargs)
+
+    def patched_save_optimizer(self, *args, **kwargs):
+        _kill_if("save", self.state.epoch)
+        return save_optimizer(self, *args, **kwargs)
+
+    Trainer.training_step = patched_training_step
+    Trainer.prediction_step = patched_prediction_step
+    Trainer._save_optimizer_and_scheduler = patched_save_optimizer
+
+
+if _NAN_AT_STEP or _KILL_AT:
+    _install()
