@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from reviewkit.generation import SamplingSettings, generate_reviews  # noqa: E402
 from reference import random_rut5_small  # noqa: E402
-from reviewkit.modeling import build_demo_model, load_model_and_tokenizer  # noqa: E402
+from reviewkit.demo import build_demo_model  # noqa: E402
+from reviewkit.modeling import load_model_and_tokenizer  # noqa: E402
 from reviewkit.pipeline import PrepareConfig, prepare_dataset  # noqa: E402
 
 WORK_DIR = ROOT / "outputs" / "bench_generate"

@@ -22,13 +22,13 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "scripts"))
 import synthetic_reviews  # noqa: E402
 from reference import extract_keywords  # noqa: E402
-from reviewkit.keywords import DEFAULT_TOP_K, Lemmatizer  # noqa: E402
+from reviewkit.keywords import DEFAULT_NUM_KEYWORDS, Lemmatizer  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=10_000, help="number of synthetic reviews")
-    parser.add_argument("--top_k", type=int, default=DEFAULT_TOP_K, help="keywords per review")
+    parser.add_argument("--num_keywords", type=int, default=DEFAULT_NUM_KEYWORDS, help="keywords per review")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic reviews")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
@@ -39,10 +39,10 @@ def main() -> None:
     texts = synthetic_reviews.review_texts(args.docs, args.seed)
     lemmatizer = Lemmatizer()
     started = time.perf_counter()
-    ours = extract_keywords(texts, args.top_k, lemmatizer)
+    ours = extract_keywords(texts, args.num_keywords, lemmatizer)
     ours_seconds = time.perf_counter() - started
 
-    extractor = yake.KeywordExtractor(lan="ru", n=1, top=args.top_k)
+    extractor = yake.KeywordExtractor(lan="ru", n=1, top=args.num_keywords)
     started = time.perf_counter()
     theirs = [[word for word, _ in extractor.extract_keywords(text)] for text in texts]
     yake_seconds = time.perf_counter() - started

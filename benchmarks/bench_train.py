@@ -1,18 +1,26 @@
-"""Training samples/s on the ruT5-small-shaped model: the stock setup against the project's, in one run.
+"""Training throughput of the project's real training component against transformers' defaults, in one run.
 
-    python benchmarks/bench_train.py                   # CPU: ~7 min
-    python benchmarks/bench_train.py --steps 50 --batch_size 32   # on a GPU
+    python benchmarks/bench_train.py                                      # CPU: ~10 min on 2 cores
+    python benchmarks/bench_train.py --batch_size 64 --examples 20480     # a GPU
 
-(a) stock: every batch padded to the maximum lengths (64 prompt, 256 review tokens), random
-    order, plain (for-each) AdamW, fp32;
-(b) project (what reviewkit.training configures): dynamic padding to a multiple of 8,
-    length-grouped batches, fused AdamW, bf16 where the GPU or CPU has it (avx512_bf16/AMX), 2 data-loader
-    workers where there is a GPU;
-    tokenisation done once before training.
-The model is random-init with the real ruT5-small shape (untied head, 64.6M parameters); the
-token ids are random, with lengths drawn like real reviews: log-normal characters (median 220,
-mean ~300, as in the dataset) at an assumed 4 characters per ruT5 token (not measured: the
-real tokenizer cannot be downloaded here), prompts 20-45 tokens.
+Setups, each training one epoch of the same synthetic examples and validating once at its end:
+(a) transformers' defaults as examples/pytorch/summarization/run_summarization.py runs them:
+    Seq2SeqTrainer, DataCollatorForSeq2Seq (dynamic padding to the batch's longest), random order,
+    the default optimizer, full precision; `--eval_strategy epoch --save_strategy epoch` as a user
+    who wants per-epoch validation adds;
+(b) the same, every batch padded to the maximum lengths (64 prompt, 256 review tokens): a second,
+    labelled reference;
+(c) the project: reviewkit.training.build_trainer with train_t5.py's settings, i.e. the scripts' code
+    path: ReviewTrainer (on-device epoch statistics, per-rating validation in the same pass),
+    ReviewCollator, the callbacks, MLflow logging to a temporary sqlite store, a checkpoint per epoch.
+Samples/s and tokens/s (non-padding prompt + review tokens) count from the end of the warm-up
+steps to the end of training, validation and checkpoint included. On a GPU, model-FLOPs
+utilisation = 6 x parameters x tokens/s / the chip's dense bf16 peak.
+
+The model is random-init with the real ruT5-small shape (untied head, 64.6M parameters); token ids
+are random, with lengths drawn like real reviews: log-normal characters (median 220, as in the
+dataset) at an assumed 4 characters per ruT5 token (not measured: the real tokenizer cannot be
+downloaded here), prompts 20-45 tokens, ratings with the dataset's skew.
 """
 
 from __future__ import annotations
@@ -26,114 +34,144 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import Dataset
-from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
+from datasets import Dataset, DatasetDict
+from reference import random_rut5_small
+from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, T5Tokenizer, TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from reviewkit.modeling import random_rut5_small  # noqa: E402
-from reviewkit.training import bf16_supported  # noqa: E402
+from reviewkit.config import parse_config  # noqa: E402
+from reviewkit.modeling import count_parameters  # noqa: E402
+from reviewkit.training import build_trainer  # noqa: E402
+from train_t5 import DEFAULTS as TRAIN_T5_DEFAULTS  # noqa: E402
 
 MAX_SOURCE, MAX_TARGET = 64, 256
 CHARS_PER_TOKEN = 4.0
-
-
-def _round_up(length: int, multiple: int) -> int:
-    return -(-length // multiple) * multiple
-
-
-def collate(features, pad_to_max: bool) -> dict:
-    """Pad prompts and reviews to the batch's longest, rounded up to a multiple of 8 (project), or to
-    the maximum lengths (stock). Multiples of 8 suit tensor cores and limit the distinct shapes.
-
-    T5 builds decoder inputs from `labels` itself, as DataCollatorForSeq2Seq would.
-    """
-    source = MAX_SOURCE if pad_to_max else _round_up(max(len(f["input_ids"]) for f in features), 8)
-    target = MAX_TARGET if pad_to_max else _round_up(max(len(f["labels"]) for f in features), 8)
-    ids = torch.zeros(len(features), source, dtype=torch.long)
-    labels = torch.full((len(features), target), -100, dtype=torch.long)
-    for row, feature in enumerate(features):
-        ids[row, : len(feature["input_ids"])] = torch.tensor(feature["input_ids"])
-        labels[row, : len(feature["labels"])] = torch.tensor(feature["labels"])
-    return {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": labels}
+RATING_SHARES = {5: 0.65, 4: 0.13, 3: 0.07, 2: 0.05, 1: 0.10}
+# Dense bf16 tensor-core peaks from the vendors' data sheets, FLOP/s.
+BF16_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 
 
 def synthetic_examples(n: int, seed: int) -> Dataset:
     rng = np.random.default_rng(seed)
     prompt_lengths = rng.integers(20, 46, size=n)
-    review_chars = rng.lognormal(np.log(220), 0.8, size=n)
-    review_lengths = np.clip((review_chars / CHARS_PER_TOKEN).astype(int), 4, MAX_TARGET - 1)
-    rows = {"input_ids": [], "labels": [], "length": []}
-    for p, r in zip(prompt_lengths.tolist(), review_lengths.tolist()):
+    review_tokens = np.clip((rng.lognormal(np.log(220), 0.8, size=n) / CHARS_PER_TOKEN).astype(int), 4, MAX_TARGET - 1)
+    ratings = rng.choice(list(RATING_SHARES), size=n, p=list(RATING_SHARES.values()))
+    rows = {"input_ids": [], "labels": [], "length": [], "rating": ratings.tolist()}
+    for p, r in zip(prompt_lengths.tolist(), review_tokens.tolist()):
         rows["input_ids"].append(rng.integers(3, 20100, size=p - 1).tolist() + [1])
         rows["labels"].append(rng.integers(3, 20100, size=r).tolist() + [1])
         rows["length"].append(p + r + 1)
     return Dataset.from_dict(rows)
 
 
-class _StepClock(TrainerCallback):
+def stub_tokenizer() -> T5Tokenizer:
+    """Only its padding is used: pad id 0, as ruT5's."""
+    return T5Tokenizer(vocab=[("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁a", -1.0)], extra_ids=0)
+
+
+def pad_to_max(features) -> dict:
+    ids = torch.zeros(len(features), MAX_SOURCE, dtype=torch.long)
+    labels = torch.full((len(features), MAX_TARGET), -100, dtype=torch.long)
+    for row, feature in enumerate(features):
+        ids[row, : len(feature["input_ids"])] = torch.tensor(feature["input_ids"])
+        labels[row, : len(feature["labels"])] = torch.tensor(feature["labels"])
+    return {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": labels}
+
+
+class Clock(TrainerCallback):
+    """Time from the end of the warm-up steps to the end of training (validation and saving included)."""
+
     def __init__(self, warmup_steps: int):
-        self.warmup_steps = warmup_steps
-        self.started = None
-        self.ended = None
+        self.warmup_steps, self.started, self.ended = warmup_steps, None, None
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.warmup_steps:
+            self._sync()
             self.started = time.perf_counter()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._sync()
         self.ended = time.perf_counter()
 
+    @staticmethod
+    def _sync():
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
 
-def samples_per_second(project: bool, dataset: Dataset, args) -> float:
-    bf16 = project and bf16_supported()
+
+def stock_trainer(data: DatasetDict, args, output_dir: str, max_padding: bool) -> Seq2SeqTrainer:
+    model = random_rut5_small(seed=args.seed)
+    training_args = Seq2SeqTrainingArguments(
+        output_dir=output_dir, num_train_epochs=1, per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size, learning_rate=3e-4, eval_strategy="epoch",
+        save_strategy="epoch", report_to="none", disable_tqdm=True, seed=args.seed,
+        use_cpu=not torch.cuda.is_available())
+    collator = pad_to_max if max_padding else DataCollatorForSeq2Seq(stub_tokenizer(), model=model)
+    columns = ["input_ids", "labels"]
+    return Seq2SeqTrainer(model=model, args=training_args, data_collator=collator,
+                          train_dataset=data["train"].select_columns(columns),
+                          eval_dataset=data["validation"].select_columns(columns))
+
+
+def project_trainer(data: DatasetDict, args, output_dir: str):
+    argv = ["--data_dir", "unused", "--output_dir", output_dir, "--num_train_epochs", "1", "--seed", str(args.seed),
+            "--per_device_train_batch_size", str(args.batch_size), "--per_device_eval_batch_size",
+            str(args.batch_size), "--disable_tqdm", "true", *args.project_flags]
+    config, training_args = parse_config("bench", TRAIN_T5_DEFAULTS, {}, argv)
+    params = {"tracking_uri": f"sqlite:///{output_dir}/mlflow.db", "model_id": "random ruT5-small shape"}
+    trainer, _ = build_trainer(config, training_args, "bench_train", random_rut5_small(seed=args.seed),
+                               stub_tokenizer(), data, params)
+    return trainer
+
+
+def measure(name: str, make_trainer, data: DatasetDict, args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        training_args = Seq2SeqTrainingArguments(
-            output_dir=tmp,
-            max_steps=args.warmup_steps + args.steps,
-            per_device_train_batch_size=args.batch_size,
-            learning_rate=3e-4,
-            save_strategy="no",
-            eval_strategy="no",
-            logging_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
-            seed=args.seed,
-            bf16=bf16,
-            optim="adamw_torch_fused" if project else "adamw_torch",
-            train_sampling_strategy="group_by_length" if project else "random",
-            length_column_name="length",
-            use_cpu=not torch.cuda.is_available(),
-            # Collation in worker processes, off the training loop (only where a GPU waits for it).
-            dataloader_num_workers=2 if project and torch.cuda.is_available() else 0,
-        )
-        model = random_rut5_small(seed=args.seed)
-        clock = _StepClock(args.warmup_steps)
-        trainer = Seq2SeqTrainer(model=model, args=training_args, train_dataset=dataset,
-                                 data_collator=functools.partial(collate, pad_to_max=not project),
-                                 callbacks=[clock])
+        trainer = make_trainer(data, args, tmp)
+        clock = Clock(args.warmup_steps)
+        trainer.add_callback(clock)
         trainer.train()
-    return args.steps * args.batch_size / (clock.ended - clock.started)
+    batch = args.batch_size
+    timed = data["train"].select(range(args.warmup_steps * batch, len(data["train"])))  # order differs; sizes match
+    tokens = sum(len(ids) + len(labels) for ids, labels in zip(timed["input_ids"], timed["labels"]))
+    seconds = clock.ended - clock.started
+    result = {"name": name, "samples": len(timed) / seconds, "tokens": tokens / seconds,
+              "bf16": trainer.args.bf16, "optim": str(trainer.args.optim.value)}
+    print(f"{name}: {result['samples']:,.1f} samples/s, {result['tokens']:,.0f} tokens/s "
+          f"(optimizer {result['optim']}, bf16={result['bf16']})", flush=True)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per setup")
-    parser.add_argument("--warmup_steps", type=int, default=1, help="untimed steps first")
-    parser.add_argument("--batch_size", type=int, default=32,
-                        help="examples per step (32: the experiment scripts' default)")
-    parser.add_argument("--examples", type=int, default=4096, help="synthetic examples to draw batches from")
+    parser.add_argument("--batch_size", type=int, default=32, help="examples per step (32: the scripts' default)")
+    parser.add_argument("--examples", type=int, default=320, help="synthetic training examples: one epoch")
+    parser.add_argument("--warmup_steps", type=int, default=2, help="untimed steps first (allocation, compilation)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, order and initialisation")
+    parser.add_argument("--skip_max_padding", action="store_true", help="leave out reference (b)")
+    parser.add_argument("--project_flags", nargs=argparse.REMAINDER, default=[],
+                        help="extra flags for the project's setup, e.g. --torch_compile true (must come last)")
     args = parser.parse_args()
-    dataset = synthetic_examples(args.examples, args.seed)
+    data = DatasetDict(train=synthetic_examples(args.examples, args.seed),
+                       validation=synthetic_examples(max(args.examples // 20, args.batch_size), args.seed + 1))
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {device}; batch {args.batch_size}, {args.steps} timed steps after {args.warmup_steps}")
-    stock = samples_per_second(False, dataset, args)
-    print(f"(a) stock (max-length padding, random order, adamw_torch, fp32): {stock:,.1f} samples/s")
-    ours = samples_per_second(True, dataset, args)
-    print(f"(b) project (dynamic padding, length-grouped, fused AdamW, bf16={bf16_supported()}"
-          f"{', loader workers' if torch.cuda.is_available() else ''}): {ours:,.1f} samples/s")
-    print(f"ratio: {ours / stock:.2f}x")
-    kept = sum(dataset["length"]) / len(dataset)
-    print(f"mean tokens per example {kept:.0f} (stock pads to {MAX_SOURCE + MAX_TARGET}); "
-          f"epoch of 450,000 examples at (b): {450_000 / ours / 3600:.1f} h")
+    print(f"device: {device}; batch {args.batch_size}; {args.examples} examples, {len(data['validation'])} validation; "
+          f"{args.warmup_steps} warm-up steps untimed; project flags: {' '.join(args.project_flags) or 'none'}")
+    stock = measure("(a) transformers defaults (run_summarization.py: dynamic padding, random order, fp32)",
+                    functools.partial(stock_trainer, max_padding=False), data, args)
+    if not args.skip_max_padding:
+        measure("(b) reference: padded to 64/256 tokens, otherwise (a)",
+                functools.partial(stock_trainer, max_padding=True), data, args)
+    ours = measure("(c) project (train_t5.py's component and settings)", project_trainer, data, args)
+    print(f"project / transformers defaults: {ours['samples'] / stock['samples']:.2f}x")
+    parameters = count_parameters(random_rut5_small())[1]
+    peak = next((value for chip, value in BF16_PEAKS.items() if chip in device), None)
+    if torch.cuda.is_available():
+        for result in (stock, ours):
+            mfu = f"{6 * parameters * result['tokens'] / peak:.1%} of {peak / 1e12:.0f} TFLOP/s bf16 peak" if peak \
+                else "unknown (no bf16 peak on record for this chip)"
+            print(f"model-FLOPs utilisation {result['name'][:3]}: {mfu}")
+    print(f"projected 10 epochs of train_t5 on 450,000 examples at (c): "
+          f"{10 * 450_000 / ours['samples'] / 60:,.0f} min (validation per epoch included at this run's ratio)")
 
 
 if __name__ == "__main__":

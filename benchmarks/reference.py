@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from reviewkit.keywords import DEFAULT_TOP_K, LemmaCounts, Lemmatizer, top_keywords  # noqa: E402
+from reviewkit.keywords import DEFAULT_NUM_KEYWORDS, LemmaCounts, Lemmatizer, top_keywords  # noqa: E402
 from reviewkit.modeling import untied_t5, untied_t5_config  # noqa: E402
 
 RUT5_SMALL_ID = "cointegrated/rut5-small"
@@ -33,7 +33,7 @@ def random_rut5_small(seed: int = 0):
     return untied_t5(rut5_small_config(), seed)
 
 
-def extract_keywords(texts: Sequence[str], k: int = DEFAULT_TOP_K, lemmatizer: Lemmatizer | None = None) -> list[list[str]]:
+def extract_keywords(texts: Sequence[str], k: int = DEFAULT_NUM_KEYWORDS, lemmatizer: Lemmatizer | None = None) -> list[list[str]]:
     lemmatizer = lemmatizer or Lemmatizer()
     documents = [lemmatizer.content_lemma_ids(text) for text in texts]
     counts = LemmaCounts()

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from reviewkit.cli import ArgumentParser
+from reviewkit.cli import ArgumentParser, add_renamed_flag
 from reviewkit.cleaning import CleaningConfig, parse_ratings_filter
 from reviewkit.loading import DEFAULT_HUB_ID, DataSourceError
 from reviewkit.pipeline import PrepareConfig, PrepareError, format_report, prepare_dataset
@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", default=str(DEFAULT_OUTPUT_DIR), help="where the splits and report.json go")
     parser.add_argument("--ratings", type=parse_ratings, default=None,
                         help="keep only these ratings, e.g. 1,2 for the ratings-1-2 experiment (default: all)")
-    parser.add_argument("--top_k", type=int, default=defaults.top_k,
+    parser.add_argument("--num_keywords", type=int, default=defaults.num_keywords,
                         help="keywords per review (TF-IDF ranked content lemmas)")
+    add_renamed_flag(parser, "--top_k", "--num_keywords")
     parser.add_argument("--min_chars", type=int, default=cleaning.min_chars,
                         help="drop reviews shorter than this many characters (after normalisation)")
     parser.add_argument("--max_chars", type=int, default=cleaning.max_chars,
@@ -67,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.top_k < 1:
-        parser.error("--top_k must be at least 1")
+    if args.num_keywords < 1:
+        parser.error("--num_keywords must be at least 1")
     if not 0 <= args.min_chars < args.max_chars:
         parser.error("need 0 <= --min_chars < --max_chars")
     if not 0 <= args.min_cyrillic_share <= 1:
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--workers must be 0 (auto) or positive")
     config = PrepareConfig(
         cleaning=CleaningConfig(args.min_chars, args.max_chars, args.min_cyrillic_share),
-        top_k=args.top_k,
+        num_keywords=args.num_keywords,
         ratings=args.ratings,
         validation_fraction=args.validation_fraction,
         test_fraction=args.test_fraction,

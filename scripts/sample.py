@@ -3,7 +3,17 @@
     python scripts/sample.py --model outputs/demo/train_t5/final --data_dir outputs/demo/data-all --output t5_sample.txt
     python scripts/score_sample.py t5_sample.txt          # after marking
 
-The file is written atomically: an interrupted run leaves the old file or none, never half of one.
+Several models (`--model A --model B`) answer the same N prompts. With --blind their entries are
+shuffled together into one file that does not say which model wrote which, numbered 1..(models x N);
+the key (entry number -> model and prompt) goes beside it to `<output stem>.key.json`:
+
+    python scripts/sample.py --model outputs/train_t5/final --model outputs/train_lora/final --blind \\
+        --data_dir data/prepared/full --n 100 --output t5_vs_lora.txt
+    python scripts/score_sample.py --mark t5_vs_lora.txt                        # mark without seeing the key
+    python scripts/score_sample.py t5_vs_lora.txt --key t5_vs_lora.key.json     # per model, and compared
+
+Without --blind the entries of several models are grouped by prompt and name their model; the key is
+written too. Files are written atomically: an interrupted run leaves the old file or none, never half of one.
 """
 
 from __future__ import annotations
@@ -14,33 +24,47 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reviewkit.cli import ArgumentParser
 from reviewkit.files import atomic_write_text, remove_stale_temporaries
-from reviewkit.generation import add_model_flags, add_sampling_flags, generate_reviews, load_for_generation, settings_from
-from reviewkit.marking import Entry, format_sample
+from reviewkit.generation import SamplingSettings, add_sampling_flags, generate_reviews, load_for_generation, settings_from
+from reviewkit.marking import Entry, compute_sample_id, format_key, format_sample, key_path_for
 from reviewkit.modeling import ModelSourceError
 from reviewkit.prompt import build_prompt
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def shown(path: str) -> str:
+class SampleError(Exception):
+    """The sample cannot be made; the message is one line for the user."""
+
+
+def path_for_header(path: str) -> str:
     """A path as the header shows it: relative to the project when inside it, so the file reads the same anywhere."""
     return path.removeprefix(f"{PROJECT_ROOT}/")
 
 
-def training_lines(model_dir: Path) -> list[str]:
-    """What made the model, from the summary.json its training run wrote beside it (none for other models)."""
+def read_summary(model_dir: Path) -> dict:
+    """The summary.json a training run wrote beside its model directory; {} for other models."""
     try:
         summary = json.loads((model_dir.parent / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def training_lines(model_dir: Path) -> list[str]:
+    """What made the model, from the summary.json its training run wrote beside it (none for other models)."""
+    summary = read_summary(model_dir)
+    try:
         epoch = summary["kept_epoch"]
-        lines = [f"Trained by scripts/{summary['experiment']}.py from {shown(summary['model_name_or_path'])} "
+        lines = [f"Trained by scripts/{summary['experiment']}.py from {path_for_header(summary['model_name_or_path'])} "
                  f"({summary['total_parameters']:,} parameters, {summary['trainable_parameters']:,} trained) "
-                 f"on {shown(summary['data_dir'])}; epoch {epoch} kept, eval_loss {summary['eval_loss'][str(epoch)]:.4f}; "
-                 f"MLflow run {summary['run_id']}"]
-    except (OSError, ValueError, KeyError, TypeError):
+                 f"on {path_for_header(summary['data_dir'])}; epoch {epoch} kept, "
+                 f"eval_loss {summary['eval_loss'][str(epoch)]:.4f}; MLflow run {summary['run_id']}"]
+    except (ValueError, KeyError, TypeError):
         return []
     if summary.get("demo"):
         lines.append("This is the offline demo: a tiny randomly initialised T5 and the project's generated demo "
@@ -48,46 +72,180 @@ def training_lines(model_dir: Path) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
+def directory_label(model_dir: str) -> str:
+    """`outputs/train_lora/final` → `train_lora`; `outputs/train_t5/checkpoint-500` → `train_t5/checkpoint-500`."""
+    path = Path(model_dir).resolve()
+    if path.name == "final":
+        return path.parent.name
+    return f"{path.parent.name}/{path.name}" if path.name.startswith("checkpoint-") else path.name
+
+
+def experiment_label(model_dir: str) -> str | None:
+    """The experiment from summary.json beside the model (`train_t5`), with the directory unless it is `final`."""
+    experiment = read_summary(Path(model_dir)).get("experiment")
+    if not isinstance(experiment, str) or not experiment:
+        return None
+    name = Path(model_dir).resolve().name
+    return experiment if name == "final" else f"{experiment}/{name}"
+
+
+def model_labels(models: list[str], given: list[str] | None) -> list[str]:
+    """--label as given, else experiment names, else directory names: the first of these that tells the models apart."""
+    candidates = [given] if given else [[experiment_label(m) or directory_label(m) for m in models],
+                                        [directory_label(m) for m in models]]
+    for labels in candidates:
+        if len(set(labels)) == len(labels):
+            bad = [label for label in labels if not label or label != label.strip() or "\n" in label]
+            if bad:
+                raise SampleError(f"label {bad[0]!r} cannot be used: a label is one line without outer spaces")
+            return labels
+    repeated = sorted({label for label in candidates[-1] if candidates[-1].count(label) > 1})
+    flag = "--label values must be unique" if given else "the models get the same label"
+    raise SampleError(f"{flag} ({', '.join(repeated)}): pass one distinct --label per --model, in the same order")
+
+
+def draw_prompts(data_dir: str, n: int, rng: np.random.Generator) -> tuple[Path, list[int], list[dict]]:
+    """(test split path, the drawn row numbers, their rows): N rows of the test split at random."""
+    test_path = Path(data_dir) / "test.parquet"
+    if not test_path.is_file():
+        raise SampleError(f"{test_path} not found: pass the output directory of prepare_data.py")
+    try:
+        test = pq.read_table(test_path, columns=["rating", "rubrics", "keywords"]).to_pylist()
+    except (OSError, pa.ArrowException) as exc:
+        raise SampleError(f"cannot read {test_path}: {str(exc).splitlines()[0]}") from None
+    if not test:
+        raise SampleError(f"the test split in {data_dir} is empty")
+    drawn = [int(i) for i in rng.choice(len(test), size=min(n, len(test)), replace=False)]
+    return test_path, drawn, [test[i] for i in drawn]
+
+
+def generate_with(model_dir: str, args, prompts: list[str], settings: SamplingSettings) -> list[str]:
+    try:
+        model, tokenizer = load_for_generation(model_dir, args.base_model)
+    except ModelSourceError as exc:
+        raise SampleError(str(exc)) from None
+    return [texts[0] for texts in generate_reviews(model, tokenizer, prompts, settings, args.batch_size)]
+
+
+def prompt_entry(number: int, row: dict, review: str, model: str = "") -> Entry:
+    return Entry(number, str(row["rating"]), "; ".join(row["rubrics"].split(";")), ", ".join(row["keywords"]),
+                 review, model=model)
+
+
+def one_model_sample(args, test_path: Path, rows: list[dict], settings: SamplingSettings) -> str:
+    prompts = [build_prompt(r["rating"], r["rubrics"], r["keywords"]) for r in rows]
+    reviews = generate_with(args.model[0], args, prompts, settings)
+    entries = [prompt_entry(i, row, review) for i, (row, review) in enumerate(zip(rows, reviews), start=1)]
+    header = [f"Generated by scripts/sample.py: model {args.model[0]}"
+              + (f" (base {args.base_model})" if args.base_model else ""),
+              *training_lines(Path(args.model[0])),
+              f"Prompts: {len(rows)} drawn at random (seed {args.seed}) from {test_path}",
+              "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.as_dict().items())]
+    return format_sample(header, entries)
+
+
+def several_models_header(args, labels: list[str], test_path: Path, count: int, settings: SamplingSettings,
+                          key_name: str) -> list[str]:
+    if args.blind:
+        lines = [f"Generated by scripts/sample.py: a blind comparison of {len(labels)} models; which model wrote "
+                 f"which entry is in {key_name} (open it only after marking)",
+                 f"Prompts: {count} drawn at random (seed {args.seed}) from {test_path}; each appears once per model, "
+                 f"the entries shuffled"]
+    else:
+        lines = [f"Generated by scripts/sample.py: {len(labels)} models, each entry names its model; key {key_name}"]
+        for label, model in zip(labels, args.model):
+            lines += [f"Model {label}: {model}" + (f" (base {args.base_model})" if args.base_model else ""),
+                      *(f"{label}: {line}" for line in training_lines(Path(model)))]
+        lines.append(f"Prompts: {count} drawn at random (seed {args.seed}) from {test_path}; "
+                     f"one entry per model for each, grouped by prompt")
+    return lines + ["Settings: " + ", ".join(f"{k}={v}" for k, v in settings.as_dict().items())]
+
+
+def several_models_sample(args, labels: list[str], test_path: Path, drawn: list[int], rows: list[dict],
+                          settings: SamplingSettings, rng: np.random.Generator) -> tuple[str, str]:
+    """(sample text, key text): each model's review of each drawn prompt, shuffled together with --blind."""
+    prompts = [build_prompt(r["rating"], r["rubrics"], r["keywords"]) for r in rows]
+    reviews = [generate_with(model, args, prompts, settings) for model in args.model]
+    order = [(m, k) for k in range(len(rows)) for m in range(len(args.model))]  # (model, prompt), grouped by prompt
+    if args.blind:
+        order = [order[i] for i in rng.permutation(len(order))]
+    entries = [prompt_entry(number, rows[k], reviews[m][k], model="" if args.blind else labels[m])
+               for number, (m, k) in enumerate(order, start=1)]
+    keyed = {number: {"model": labels[m], "path": args.model[m], "prompt_index": k, "test_row": drawn[k]}
+             for number, (m, k) in enumerate(order, start=1)}
+    models = [{"label": label, "path": model, "base_model": args.base_model, "training": training_lines(Path(model))}
+              for label, model in zip(labels, args.model)]
+    sample_id = compute_sample_id(entries)
+    key_name = key_path_for(args.output).name
+    header = several_models_header(args, labels, test_path, len(rows), settings, key_name) + [f"Sample id: {sample_id}"]
+    key = format_key(models, keyed, sample_id, sample=Path(args.output).name, blind=args.blind, seed=args.seed,
+                     test_split=path_for_header(str(test_path.resolve())), settings=settings.as_dict())
+    return format_sample(header, entries), key
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_model_flags(parser)
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", action="append", required=True,
+                        help="trained model directory (full model or LoRA adapter); repeat it to sample several "
+                             "models on the same prompts")
+    parser.add_argument("--base_model", default=None, help="base model of LoRA adapters; when not given, the one each adapter records")
+    parser.add_argument("--label", action="append", default=None,
+                        help="a short name per --model, in the same order, unique; when not given, the experiment "
+                             "from summary.json beside each model, else its directory name")
+    parser.add_argument("--blind", action="store_true",
+                        help="with several --model: shuffle all entries into one file that does not name the "
+                             "models; the key goes to <output stem>.key.json")
     parser.add_argument("--data_dir", required=True, help="output directory of prepare_data.py (its test split)")
-    parser.add_argument("--n", type=int, default=100, help="number of entries")
+    parser.add_argument("--n", type=int, default=100, help="number of prompts (entries per model)")
     parser.add_argument("--output", default="t5_sample.txt", help="file to write")
     add_sampling_flags(parser)
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error("--n must be at least 1")
-    test_path = Path(args.data_dir) / "test.parquet"
-    if not test_path.is_file():
-        print(f"error: {test_path} not found: pass the output directory of prepare_data.py", file=sys.stderr)
-        return 1
-    test = pq.read_table(test_path, columns=["rating", "rubrics", "keywords"]).to_pylist()
-    if not test:
-        print(f"error: the test split in {args.data_dir} is empty", file=sys.stderr)
-        return 1
+    if args.blind and len(args.model) < 2:
+        parser.error("--blind needs at least two --model")
+    if args.label is not None and len(args.model) < 2:
+        parser.error("--label names the models of a sample of several --model; with one it has no use")
+    if args.label is not None and len(args.label) != len(args.model):
+        parser.error(f"{len(args.label)} --label for {len(args.model)} --model: give one per model, in the same order")
+    return args
+
+
+def write_outputs(output: Path, sample: str, key: str | None) -> None:
+    remove_stale_temporaries(output.parent, of=output.name)
+    if key is not None:  # the key first: a run killed in between leaves a key whose sample id the old file lacks
+        remove_stale_temporaries(output.parent, of=key_path_for(output).name)
+        atomic_write_text(key_path_for(output), key)
+    atomic_write_text(output, sample)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    output = Path(args.output)
     rng = np.random.default_rng(args.seed)
-    rows = [test[i] for i in rng.choice(len(test), size=min(args.n, len(test)), replace=False)]
+    settings = settings_from(args)
     try:
-        model, tokenizer = load_for_generation(args.model, args.base_model)
-    except ModelSourceError as exc:
+        if not output.parent.is_dir() or output.is_dir():
+            raise SampleError(f"--output {output} is a directory" if output.is_dir()
+                              else f"the directory of --output {output} does not exist")
+        labels = model_labels(args.model, args.label) if len(args.model) > 1 else []
+        test_path, drawn, rows = draw_prompts(args.data_dir, args.n, rng)
+        if len(args.model) == 1:
+            write_outputs(output, one_model_sample(args, test_path, rows, settings), None)
+        else:
+            write_outputs(output, *several_models_sample(args, labels, test_path, drawn, rows, settings, rng))
+    except SampleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    settings = settings_from(args)
-    prompts = [build_prompt(r["rating"], r["rubrics"], r["keywords"]) for r in rows]
-    reviews = generate_reviews(model, tokenizer, prompts, settings, args.batch_size)
-    entries = [Entry(i, str(r["rating"]), "; ".join(r["rubrics"].split(";")), ", ".join(r["keywords"]), texts[0])
-               for i, (r, texts) in enumerate(zip(rows, reviews), start=1)]
-    header = [f"Generated by scripts/sample.py: model {args.model}"
-              + (f" (base {args.base_model})" if args.base_model else ""),
-              *training_lines(Path(args.model)),
-              f"Prompts: {len(rows)} drawn at random (seed {args.seed}) from {test_path}",
-              "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.as_dict().items())]
-    output = Path(args.output)
-    remove_stale_temporaries(output.parent, of=output.name)
-    atomic_write_text(output, format_sample(header, entries))
-    print(f"wrote {len(entries)} entries to {args.output}; mark them, then: python scripts/score_sample.py {args.output}")
+    if len(args.model) == 1:
+        print(f"wrote {len(rows)} entries to {args.output}; mark them, then: python scripts/score_sample.py {args.output}")
+    else:
+        key = key_path_for(output)
+        print(f"wrote {len(rows) * len(args.model)} entries ({len(rows)} prompts x {len(args.model)} models: "
+              f"{', '.join(labels)}) to {args.output}{' shuffled, without model names' if args.blind else ''}, "
+              f"and the key to {key}; mark them (python scripts/score_sample.py --mark {args.output}), then: "
+              f"python scripts/score_sample.py {args.output} --key {key}")
     return 0
 
 

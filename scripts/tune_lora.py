@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     from optuna.trial import TrialState
 
     from reviewkit.files import OutputDirError, ensure_output_dir
-    from reviewkit.tracking import TrackingError, check_tracking_uri, resolve_tracking_uri
+    from reviewkit.tracking_store import TrackingError, check_tracking_uri, resolve_tracking_uri
 
     tracking_uri = resolve_tracking_uri(config.tracking_uri)
     try:

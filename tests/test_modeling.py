@@ -10,10 +10,9 @@ from transformers import T5Config, T5ForConditionalGeneration
 
 from reference import RUT5_SMALL_ID, random_rut5_small, rut5_small_config
 
+from reviewkit.demo import DEMO_MARKER, build_demo_model
 from reviewkit.modeling import (
-    DEMO_MARKER,
     ModelSourceError,
-    build_demo_model,
     count_parameters,
     load_model_and_tokenizer,
 )

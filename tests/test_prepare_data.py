@@ -132,7 +132,7 @@ def test_rerun_is_served_from_cache_and_a_changed_setting_rebuilds(tmp_path):
     second = run_prepare("--input", DEMO_INPUT, "--output_dir", tmp_path)
     assert second.returncode == 0 and "cache" in second.stdout.splitlines()[-1]
     assert (tmp_path / "train.parquet").stat().st_mtime_ns == mtime
-    third = run_prepare("--input", DEMO_INPUT, "--output_dir", tmp_path, "--top_k", "3")
+    third = run_prepare("--input", DEMO_INPUT, "--output_dir", tmp_path, "--num_keywords", "3")
     assert third.returncode == 0 and "cache" not in third.stdout.splitlines()[-1]
     keywords = pq.read_table(tmp_path / "train.parquet").column("keywords").to_pylist()
     assert max(map(len, keywords)) == 3

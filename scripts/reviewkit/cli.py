@@ -10,3 +10,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def add_renamed_flag(parser: argparse.ArgumentParser, old: str, new: str) -> None:
+    """A dropped flag name that fails with a one-line hint to its new name (hidden from --help)."""
+
+    class Renamed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            parser.error(f"{old} was renamed to {new}")
+
+    parser.add_argument(old, nargs="?", action=Renamed, help=argparse.SUPPRESS)

@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfTransformer
 
-DEFAULT_TOP_K = 5
+DEFAULT_NUM_KEYWORDS = 5
 MIN_WORD_CHARS = 3
 # Parts of speech that carry content; pronouns, prepositions, particles and numerals do not.
 CONTENT_POS = frozenset({"NOUN", "ADJF", "ADJS", "COMP", "VERB", "INFN", "PRTF", "PRTS", "GRND", "ADVB"})
@@ -120,7 +120,7 @@ class LemmaCounts:
 
 
 def top_keywords(
-    counts: sp.csr_matrix, vocabulary: Sequence[str], k: int = DEFAULT_TOP_K, rows: np.ndarray | None = None
+    counts: sp.csr_matrix, vocabulary: Sequence[str], k: int = DEFAULT_NUM_KEYWORDS, rows: np.ndarray | None = None
 ) -> list[list[str]]:
     """Top-k lemmas of each document by TF-IDF, IDF fitted on all documents of `counts`.
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from . import cleaning, loading
 from .files import (OutputDirError, atomic_path, atomic_write_text, ensure_output_dir, file_digest,
                     remove_stale_temporaries)
-from .keywords import DEFAULT_TOP_K, LemmaCounts, Lemmatizer, top_keywords
+from .keywords import DEFAULT_NUM_KEYWORDS, LemmaCounts, Lemmatizer, top_keywords
 from .prompt import build_prompt
 from .splits import SPLITS, grouped_split, organization_keys, rating_distribution
 
@@ -50,7 +50,7 @@ class PrepareError(Exception):
 @dataclass(frozen=True)
 class PrepareConfig:
     cleaning: cleaning.CleaningConfig = field(default_factory=cleaning.CleaningConfig)
-    top_k: int = DEFAULT_TOP_K
+    num_keywords: int = DEFAULT_NUM_KEYWORDS
     ratings: tuple[int, ...] | None = None
     validation_fraction: float = 0.05
     test_fraction: float = 0.05
@@ -184,10 +184,32 @@ def prepare_dataset(
         corpus.drops[NOT_SELECTED] = len(ratings) - len(selected)
     if len(selected) == 0:
         raise PrepareError(f"no review left after cleaning and the ratings filter; dropped: {dict(corpus.drops)}")
-    keywords = top_keywords(*corpus.counts.matrix(), config.top_k, rows=selected)
+    keywords = top_keywords(*corpus.counts.matrix(), config.num_keywords, rows=selected)
     table = _with_keywords_and_prompts(corpus.table.take(pa.array(selected)), keywords)
     del corpus.table, corpus.counts, keywords
 
+    files, split_report = _write_splits(table, config, output_dir)
+    ratings = table.column("rating").to_numpy()
+    report = {
+        "input": source,
+        "format": fmt,
+        "read": corpus.read,
+        "kept": len(table),
+        "dropped": dict(sorted(corpus.drops.items())),
+        "rating_share_all": rating_distribution(ratings.tolist()),
+        "splits": split_report,
+        "settings": config.as_dict(),
+        "pipeline_version": PIPELINE_VERSION,
+        "fingerprint": expected,
+        "files": files,
+    }
+    # The build time is returned, not stored: the same input and settings give byte-identical files.
+    atomic_write_text(output_dir / REPORT_NAME, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    return {**report, "cached": False, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _write_splits(table: pa.Table, config: PrepareConfig, output_dir: Path) -> tuple[dict, dict]:
+    """Split by organization and write one parquet file per split; (file sizes, per-split report)."""
     groups = organization_keys(table.column("name_ru").to_pylist(), table.column("address").to_pylist())
     split_ids = grouped_split(groups, config.validation_fraction, config.test_fraction, config.seed)
     group_codes, _ = pd.factorize(np.asarray(groups, dtype=object))
@@ -207,22 +229,7 @@ def prepare_dataset(
             "ratings": {str(r): counts.get(r, 0) for r in range(1, 6)},
             "rating_share": rating_distribution(ratings[mask].tolist()),
         }
-    report = {
-        "input": source,
-        "format": fmt,
-        "read": corpus.read,
-        "kept": len(table),
-        "dropped": dict(sorted(corpus.drops.items())),
-        "rating_share_all": rating_distribution(ratings.tolist()),
-        "splits": split_report,
-        "settings": config.as_dict(),
-        "pipeline_version": PIPELINE_VERSION,
-        "fingerprint": expected,
-        "files": files,
-    }
-    # The build time is returned, not stored: the same input and settings give byte-identical files.
-    atomic_write_text(output_dir / REPORT_NAME, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
-    return {**report, "cached": False, "seconds": round(time.perf_counter() - started, 2)}
+    return files, split_report
 
 
 def _with_keywords_and_prompts(table: pa.Table, keywords: list[list[str]]) -> pa.Table:

@@ -20,7 +20,8 @@ from .console import make_quiet
 from .files import OutputDirError, atomic_write_text, ensure_output_dir
 from .modeling import count_parameters
 from .trainer import EpochStats, EpochStatsCallback, NonFiniteLossError, ReviewCollator, ReviewTrainer, balanced
-from .tracking import MlflowLogger, TrackingError, check_tracking_uri, resolve_tracking_uri
+from .tracking import MlflowLogger
+from .tracking_store import TrackingError, check_tracking_uri, resolve_tracking_uri
 
 
 class TrainingError(Exception):
