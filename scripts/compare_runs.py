@@ -6,7 +6,8 @@
 
 Writes OUTPUT_DIR/NAME.md (a markdown table for a README) and OUTPUT_DIR/NAME.png (validation loss
 per epoch, and the rating consistency per requested rating from each run's latest nested
-evaluate.py run). --runs takes run ids or training output directories (their mlflow_run.json);
+evaluate.py run). The table also gives that run's realism AUC per rating (0.5: a classifier cannot
+tell the generated reviews from real ones) and its real-against-real control. --runs takes run ids or training output directories (their mlflow_run.json);
 --experiments takes the latest finished run of each experiment. Wall time is
 the run's end minus its start in MLflow: a resumed run's includes the time it was stopped.
 """
@@ -17,11 +18,15 @@ import json
 import sys
 from pathlib import Path
 
-from plot_runs import PROJECT_ROOT, RATING_GROUPS, describe_source, history, latest_evaluation, pick_run, plt, save
+from matplotlib.figure import Figure
 
 from reviewkit.cli import ArgumentParser
 from reviewkit.files import atomic_write_text
-from reviewkit.tracking import RUN_ID_FILE, TrackingError, check_tracking_uri, resolve_tracking_uri
+from reviewkit.plotting import (RATING_GROUPS, bar_offset, describe_source, history, latest_evaluation, pick_run,
+                                rating_ticks, save)
+from reviewkit.tracking_store import RUN_ID_FILE, TrackingError, check_tracking_uri, resolve_tracking_uri
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def label(run) -> str:
@@ -46,6 +51,8 @@ def row(client, run) -> dict:
         "eval_loss_by_rating": per_rating_loss,
         "wall_minutes": seconds / 60 if seconds is not None else None,
         "consistency": {r: evaluation.get(r, {}).get("consistency") for r in RATING_GROUPS},
+        "realism": {r: evaluation.get(r, {}).get("realism_auc") for r in RATING_GROUPS},
+        "realism_control": evaluation.get("all", {}).get("realism_control_auc"),
     }
 
 
@@ -55,19 +62,21 @@ def fmt(value, pattern="{:.3f}") -> str:
 
 def markdown(rows: list[dict]) -> str:
     head = ("| run | trainable / total params | epochs | best epoch | best eval_loss | eval_loss at best, ★1…★5 "
-            "| consistency ★1…★5, all | wall time, min |")
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+            "| consistency ★1…★5, all | realism AUC ★1…★5, all | real-vs-real control AUC, all | wall time, min |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         losses = " / ".join(fmt(r["eval_loss_by_rating"][k], "{:.2f}") for k in RATING_GROUPS[:-1])
         consistency = " / ".join(fmt(r["consistency"][k], "{:.2f}") for k in RATING_GROUPS)
+        realism = " / ".join(fmt(r["realism"][k], "{:.2f}") for k in RATING_GROUPS)
         lines.append(f"| {r['run']} | {r['trainable']:,} / {r['total']:,} | {r['epochs']} | {fmt(r['best_epoch'], '{}')} "
-                     f"| {fmt(r['best_eval_loss'], '{:.4f}')} | {losses} | {consistency} "
-                     f"| {fmt(r['wall_minutes'], '{:.1f}')} |")
+                     f"| {fmt(r['best_eval_loss'], '{:.4f}')} | {losses} | {consistency} | {realism} "
+                     f"| {fmt(r['realism_control'], '{:.2f}')} | {fmt(r['wall_minutes'], '{:.1f}')} |")
     return "\n".join(lines) + "\n"
 
 
 def plot(client, runs: list, rows: list[dict], path: Path) -> None:
-    figure, (loss_axes, bar_axes) = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure = Figure(figsize=(12, 4.5))
+    loss_axes, bar_axes = figure.subplots(1, 2)
     for index, run in enumerate(runs):
         points = history(client, run.info.run_id, "eval_loss")
         if points:
@@ -81,14 +90,14 @@ def plot(client, runs: list, rows: list[dict], path: Path) -> None:
         shown = [(i, r["consistency"][k]) for i, k in enumerate(RATING_GROUPS) if r["consistency"][k] is not None]
         if shown:
             positions, values = zip(*shown)
-            bars = bar_axes.bar([p + (index - (len(runs) - 1) / 2) * width for p in positions], values, width=width,
+            bars = bar_axes.bar([p + bar_offset(index, len(runs), width) for p in positions], values, width=width,
                                 color=f"C{index}", label=r["run"])
             bar_axes.bar_label(bars, fmt="%.2f", fontsize=6, padding=2, rotation=90)
     bar_axes.set(title="Rating consistency of generated reviews (evaluate.py)", xlabel="requested rating",
                  ylabel="share (0-1)", ylim=(0, 1.2))
-    bar_axes.set_xticks(range(len(RATING_GROUPS)), [f"★{r}" if r != "all" else "all" for r in RATING_GROUPS])
+    rating_ticks(bar_axes)
     bar_axes.grid(axis="y", alpha=0.3)
-    save(figure, path, describe_source(runs))
+    save(figure, path, describe_source(runs, PROJECT_ROOT))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen.add_argument("--runs", nargs="+", help="MLflow run ids, or training output directories, to compare")
     chosen.add_argument("--experiments", nargs="+", help="experiment names: the latest finished run of each")
     parser.add_argument("--tracking_uri", default=None,
-                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the project)")
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the "
+                             "current directory)")
     parser.add_argument("--output_dir", default=str(PROJECT_ROOT / "images"), help="where NAME.md and NAME.png go")
     parser.add_argument("--name", default="compare_runs", help="file name (without extension) of the outputs")
     args = parser.parse_args(argv)

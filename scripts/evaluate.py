@@ -1,16 +1,19 @@
-"""Automatic quality of a trained model per requested rating, printed and logged to MLflow.
+"""Automatic quality of a trained model per requested rating, printed, logged to MLflow and put on its model card.
 
-    python scripts/evaluate.py --model outputs/demo/train_t5/final --data_dir outputs/demo/data-all
+    python scripts/evaluate.py --model outputs/demo/train_t5/final --data_dir outputs/demo/train_t5/demo_data
     python scripts/evaluate.py --model outputs/train_lora_r1/final --data_dir data/prepared/r12 --num_prompts 500
 
 Generates a review for M random test prompts and measures, per requested rating and overall:
 rating consistency (a TF-IDF + logistic regression classifier trained on the train split
 predicts the rating of each generated review; its own accuracy on real test reviews is printed
 beside it and bounds what consistency can show), keyword coverage, distinct-1/2, the share of
-reviews copying a training review, and mean length against real reviews of that rating.
+reviews copying a training review, mean length against real reviews of that rating, and realism
+(reviewkit.realism: the cross-validated ROC AUC of a classifier telling the generated reviews from
+the real reviews of the same prompts, with a real-against-real control; a rating with too few
+prompts is reported as not measured).
 The table goes to a nested MLflow run under the model's training run (found through
-OUTPUT_DIR/mlflow_run.json), or to a run in the experiment `evaluate` when there is none.
-"""
+OUTPUT_DIR/mlflow_run.json), or to a run in the experiment `evaluate` when there is none, and to
+the "Evaluation" section of the model directory's README.md (replacing an earlier one)."""
 
 from __future__ import annotations
 
@@ -26,13 +29,17 @@ import pyarrow.parquet as pq
 from reviewkit.cli import ArgumentParser
 from reviewkit.generation import add_model_flags, add_sampling_flags, generate_reviews, load_for_generation, settings_from
 from reviewkit.keywords import Lemmatizer
+from reviewkit.model_card import CARD_NAME, add_evaluation_to_card
 from reviewkit.modeling import ModelSourceError
 from reviewkit.prompt import build_prompt
 from reviewkit.quality import RatingClassifier, copied, distinct_n, keyword_coverage, rating_consistency
-from reviewkit.tracking import RUN_ID_FILE, TrackingError, check_tracking_uri, resolve_tracking_uri
+from reviewkit.realism import FOLDS, realism_by_rating
+from reviewkit.tracking_store import RUN_ID_FILE, TrackingError, check_tracking_uri, resolve_tracking_uri
 
-COLUMNS = ("n", "consistency", "within_1", "keyword_coverage", "distinct_1", "distinct_2", "copied",
-           "length", "real_length")
+SHARE_COLUMNS = ("consistency", "within_1", "keyword_coverage", "distinct_1", "distinct_2", "copied", "length",
+                 "real_length")
+HEADERS = ("n", *SHARE_COLUMNS, "realism_auc", "realism_95%", "control_auc", "control_95%", "control_n")
+UNMEASURED = "—"
 
 
 def measure(requested, predicted, keywords, texts, copies, real_length, lemmatizer) -> dict:
@@ -64,12 +71,41 @@ def quality_table(rows: list[dict], reviews: list[str], train: dict, classifier:
     return table
 
 
+def cells(values: dict) -> list[str]:
+    """One table row's cells in HEADERS order; a realism measure that was not taken shows UNMEASURED."""
+    def auc(prefix: str) -> list[str]:
+        if f"{prefix}_auc" not in values:
+            return [UNMEASURED, UNMEASURED]
+        low, high = values[f"{prefix}_auc_low"], values[f"{prefix}_auc_high"]
+        return [f"{values[f'{prefix}_auc']:.3f}", f"{low:.2f}-{high:.2f}"]
+
+    control_n = values.get("realism_control_n")
+    return [str(values["n"]), *(f"{values[c]:.3f}" for c in SHARE_COLUMNS), *auc("realism"), *auc("realism_control"),
+            UNMEASURED if control_n is None else str(int(control_n))]
+
+
 def format_table(table: dict[str, dict]) -> str:
-    lines = [f"{'rating':<8}" + "".join(f"{c:>17}" for c in COLUMNS)]
-    for rating, values in table.items():
-        lines.append(f"{rating:<8}" + "".join(
-            f"{values[c]:>17d}" if c == "n" else f"{values[c]:>17.3f}" for c in COLUMNS))
+    rows = [cells(values) for values in table.values()]
+    widths = [max(len(header), *(len(row[i]) for row in rows)) + 2 for i, header in enumerate(HEADERS)]
+    lines = [f"{'rating':<8}" + "".join(f"{h:>{w}}" for h, w in zip(HEADERS, widths))]
+    lines += [f"{rating:<8}" + "".join(f"{c:>{w}}" for c, w in zip(row, widths)) for rating, row in zip(table, rows)]
     return "\n".join(lines)
+
+
+def markdown_table(table: dict[str, dict]) -> str:
+    lines = ["| rating | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 1) + "|"]
+    lines += [f"| {rating} | " + " | ".join(cells(values)) + " |" for rating, values in table.items()]
+    return "\n".join(lines)
+
+
+def add_realism(table: dict[str, dict], rows: list[dict], reviews: list[str], test: list[dict],
+                seed: int) -> dict[str, str]:
+    """Adds the realism measures to `table`; returns {rating: why its realism or control was not measured}."""
+    realism = realism_by_rating([r["rating"] for r in rows], reviews, [r["text"] for r in rows],
+                                [r["rating"] for r in test], [r["text"] for r in test], seed=seed)
+    for group, result in realism.items():
+        table[group].update(result.as_measures())
+    return {group: result.reason for group, result in realism.items() if result.reason}
 
 
 def log_to_mlflow(tracking_uri: str, model_dir: Path, table: dict, params: dict) -> str:
@@ -96,29 +132,53 @@ def log_to_mlflow(tracking_uri: str, model_dir: Path, table: dict, params: dict)
     return run.info.run_id
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_flags(parser)
     parser.add_argument("--data_dir", required=True, help="output directory of prepare_data.py")
     parser.add_argument("--num_prompts", type=int, default=200, help="test prompts to generate for")
     parser.add_argument("--tracking_uri", default=None,
-                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the project)")
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the "
+                             "current directory)")
     add_sampling_flags(parser)
     args = parser.parse_args(argv)
     if args.num_prompts < 1:
         parser.error("--num_prompts must be at least 1")
-    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    return args
+
+
+def load_inputs(args: argparse.Namespace, tracking_uri: str):
+    """(train columns, test rows, model, tokenizer); TrackingError, ValueError or ModelSourceError with a reason."""
     data_dir = Path(args.data_dir)
+    check_tracking_uri(tracking_uri)
+    if not (data_dir / "train.parquet").is_file() or not (data_dir / "test.parquet").is_file():
+        raise ValueError(f"{data_dir} is not an output of prepare_data.py (train/test parquet missing)")
+    train = pq.read_table(data_dir / "train.parquet", columns=["text", "rating"]).to_pydict()
+    test = pq.read_table(data_dir / "test.parquet", columns=["text", "rating", "rubrics", "keywords"]).to_pylist()
+    if not test:
+        raise ValueError(f"the test split in {data_dir} is empty")
+    model, tokenizer = load_for_generation(args.model, args.base_model)
+    return train, test, model, tokenizer
+
+
+def update_model_card(model_dir: Path, markdown: str, settings: dict) -> None:
+    if not model_dir.is_dir():
+        print(f"note: {model_dir} is not a local directory; no model card to update", file=sys.stderr)
+        return
     try:
-        check_tracking_uri(tracking_uri)
-        if not (data_dir / "train.parquet").is_file() or not (data_dir / "test.parquet").is_file():
-            raise ValueError(f"{data_dir} is not an output of prepare_data.py (train/test parquet missing)")
-        train = pq.read_table(data_dir / "train.parquet", columns=["text", "rating"]).to_pydict()
-        test = pq.read_table(data_dir / "test.parquet", columns=["text", "rating", "rubrics", "keywords"]).to_pylist()
-        if not test:
-            raise ValueError(f"the test split in {data_dir} is empty")
-        model, tokenizer = load_for_generation(args.model, args.base_model)
+        add_evaluation_to_card(model_dir, markdown, settings)
+    except OSError as exc:
+        print(f"warning: the model card in {model_dir} was not updated ({exc})", file=sys.stderr)
+        return
+    print(f"evaluation written to the model card {model_dir / CARD_NAME}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    try:
+        train, test, model, tokenizer = load_inputs(args, tracking_uri)
     except (TrackingError, ValueError, ModelSourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -130,14 +190,24 @@ def main(argv: list[str] | None = None) -> int:
     prompts = [build_prompt(r["rating"], r["rubrics"], r["keywords"]) for r in rows]
     reviews = [texts[0] for texts in generate_reviews(model, tokenizer, prompts, settings_from(args), args.batch_size)]
     table = quality_table(rows, reviews, train, classifier)
+    unmeasured = add_realism(table, rows, reviews, test, args.seed)
     print(f"rating classifier on real test reviews: accuracy {test_exact:.3f}, within ±1 {test_within:.3f} "
           f"(consistency below cannot be read more finely than this)")
-    print(format_table(table))
-    params = {"model": args.model, "data_dir": str(data_dir), "num_prompts": len(rows),
+    print(f"realism: ROC AUC of a classifier telling generated from real reviews of the same prompts "
+          f"({FOLDS}-fold CV, bootstrap 95% interval; 1.0 = always told apart); control: the same on two halves "
+          f"of real test reviews (control_n each), what indistinguishable texts give at this size")
+    notes = [f"realism of {'all prompts' if group == 'all' else f'rating {group}'}: {reason}"
+             for group, reason in unmeasured.items()]
+    print("\n".join([format_table(table), *notes]))
+    params = {"model": args.model, "data_dir": args.data_dir, "num_prompts": len(rows),
               "classifier_test_accuracy": round(test_exact, 4), "classifier_test_within_1": round(test_within, 4),
+              **{f"realism_unmeasured_{group}": reason[:500] for group, reason in unmeasured.items()},
               **settings_from(args).as_dict()}
     run_id = log_to_mlflow(tracking_uri, Path(args.model), table, params)
     print(f"logged to MLflow run {run_id} ({tracking_uri})")
+    card_settings = {k: v for k, v in params.items() if not k.startswith("realism_unmeasured_")}
+    update_model_card(Path(args.model), markdown_table(table) + "".join(f"\n\n{note}." for note in notes),
+                      {**card_settings, "mlflow_run": run_id, "tracking_uri": tracking_uri})
     return 0
 
 

@@ -1,5 +1,6 @@
 """generate.py, sample.py and score_sample.py on the demo models."""
 
+import json
 import os
 import subprocess
 import sys
@@ -26,7 +27,7 @@ def trained(tmp_path_factory):
         result = script(name, "--demo", "--num_train_epochs", 1, "--output_dir", tmp / name,
                         "--tracking_uri", f"sqlite:///{tmp / 'mlflow.db'}")
         assert result.returncode == 0, result.stderr[-3000:]
-    return tmp / "train_t5.py" / "final", tmp / "train_lora.py" / "final", ROOT / "outputs" / "demo" / "data-all"
+    return tmp / "train_t5.py" / "final", tmp / "train_lora.py" / "final", tmp / "train_t5.py" / "demo_data"
 
 
 def test_sample_writes_a_markable_file_and_87_of_100_scores_the_original_interval(trained, tmp_path):
@@ -122,44 +123,123 @@ def test_generate_errors_are_one_line(trained, tmp_path, args, message):
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_evaluate_prints_the_per_rating_table_and_logs_a_nested_run(trained):
-    import mlflow
+GROUPS = {"1", "2", "3", "4", "5", "all"}
 
+
+@pytest.fixture(scope="module")
+def evaluated(trained):
+    """evaluate.py on the full demo model for 30 prompts: (its result, tracking URI, model dir)."""
     model, _, data = trained
     tracking = f"sqlite:///{model.parent.parent / 'mlflow.db'}"
     result = script("evaluate.py", "--model", model, "--data_dir", data, "--num_prompts", 30, "--tracking_uri", tracking)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result, tracking, model
+
+
+def printed_table(stdout: str) -> dict[str, dict[str, str]]:
+    """{rating: {column: cell}} of evaluate.py's printed table."""
+    lines = stdout.splitlines()
+    header = next(line.split() for line in lines if line.split()[:2] == ["rating", "n"])
+    return {line.split()[0]: dict(zip(header[1:], line.split()[1:])) for line in lines
+            if line.split() and line.split()[0] in GROUPS}
+
+
+def test_evaluate_prints_the_per_rating_table_and_logs_a_nested_run(evaluated):
+    import mlflow
+
+    result, tracking, model = evaluated
     assert "rating classifier on real test reviews: accuracy" in result.stdout
-    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()
-            if line.split() and line.split()[0] in {"1", "2", "3", "4", "5", "all"}}
-    assert rows["all"][0] == "30" and sum(int(v[0]) for k, v in rows.items() if k != "all") == 30
+    rows = printed_table(result.stdout)
+    assert rows["all"]["n"] == "30" and sum(int(v["n"]) for k, v in rows.items() if k != "all") == 30
     client = mlflow.MlflowClient(tracking)
-    parent_id = (model.parent / "mlflow_run.json").read_text(encoding="utf-8").split('"run_id": "')[1].split('"')[0]
-    children = client.search_runs([client.get_run(parent_id).info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
-    assert len(children) == 1
-    metrics = children[0].data.metrics
+    run_id = result.stdout.split("logged to MLflow run ")[1].split()[0]
+    run = client.get_run(run_id)
+    parent_id = json.loads((model.parent / "mlflow_run.json").read_text(encoding="utf-8"))["run_id"]
+    assert run.data.tags["mlflow.parentRunId"] == parent_id and run.info.status == "FINISHED"
+    metrics = run.data.metrics
     assert metrics["auto_n_all"] == 30 and 0 <= metrics["auto_consistency_all"] <= 1
-    assert float(children[0].data.params["classifier_test_accuracy"]) > 0.5
+    assert float(run.data.params["classifier_test_accuracy"]) > 0.5
 
 
-def test_plot_runs_writes_valid_pngs_and_names_what_is_missing(trained, tmp_path):
+def test_evaluate_measures_realism_where_a_rating_has_enough_prompts(evaluated):
+    import mlflow
+
+    result, tracking, _ = evaluated
+    rows = printed_table(result.stdout)
+    run = mlflow.MlflowClient(tracking).get_run(result.stdout.split("logged to MLflow run ")[1].split()[0])
+    metrics, params = run.data.metrics, run.data.params
+    for group, row in rows.items():
+        if int(row["n"]) < 10:  # 5-fold cross-validation needs 10 generated and 10 real reviews
+            assert row["realism_auc"] == "—" and f"auto_realism_auc_{group}" not in metrics
+            assert f"realism of rating {group}: not measured: {row['n']} generated" in result.stdout
+            assert params[f"realism_unmeasured_{group}"].startswith(f"not measured: {row['n']} generated against")
+            continue
+        for prefix, column in (("realism", "realism"), ("realism_control", "control")):
+            if prefix == "realism_control" and f"auto_realism_control_auc_{group}" not in metrics:
+                assert row["control_auc"] == "—" and f"realism of rating {group}: control not measured" in result.stdout
+                continue  # too few real test reviews of this rating for two halves of 10
+            auc, low, high = (metrics[f"auto_{prefix}_auc{end}_{group}"] for end in ("", "_low", "_high"))
+            assert 0 <= low <= high <= 1 and row[f"{column}_auc"] == f"{auc:.3f}"
+            assert row[f"{column}_95%"] == f"{low:.2f}-{high:.2f}"
+    # the demo test split has 196 reviews: the control of all prompts gets halves as large as the 30 generated
+    assert rows["all"]["control_n"] == "30" and metrics["auto_realism_control_n_all"] == 30
+    assert any(int(row["n"]) < 10 for row in rows.values())  # the draw covers both cases
+
+
+def test_evaluating_twice_leaves_one_evaluation_section_on_the_model_card(trained, evaluated):
+    from huggingface_hub import ModelCard
+
+    result, tracking, model = evaluated
+    first = (model / "README.md").read_text(encoding="utf-8")
+    assert first.count("## Evaluation") == 1 and "| all | 30 |" in first
+    _, _, data = trained
+    again = script("evaluate.py", "--model", model, "--data_dir", data, "--num_prompts", 12, "--seed", 3,
+                   "--tracking_uri", tracking)
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = (model / "README.md").read_text(encoding="utf-8")
+    assert second.count("## Evaluation") == 1 and "| all | 12 |" in second and "| all | 30 |" not in second
+    assert "- num_prompts: `12`" in second and "- seed: `3`" in second
+    assert second.split("## Evaluation")[0] == first.split("## Evaluation")[0]  # the rest of the card stays
+    assert ModelCard.load(model / "README.md").data.language == "ru"
+
+
+def test_plot_runs_writes_valid_pngs_and_names_what_is_missing(evaluated, tmp_path):
     import matplotlib.image
 
-    model, _, _ = trained
-    tracking = f"sqlite:///{model.parent.parent / 'mlflow.db'}"
+    _, tracking, _ = evaluated
     result = script("plot_runs.py", "--tracking_uri", tracking, "--output_dir", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "train_lora_r1: no finished run" in result.stderr
     for name in ("t5_val_loss", "t5_train_loss", "t5_epochs", "lora_val_loss", "lora_train_loss", "lora_epochs",
-                 "compare_val_loss"):
+                 "compare_val_loss", "auto_measures_by_rating"):
         path = tmp_path / f"{name}.png"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         pixels = matplotlib.image.imread(path)
         assert pixels.shape[0] > 100 and pixels.std() > 0.01  # not a blank image
-    assert not (tmp_path / "lora_r12_val_loss.png").exists()
+    assert not (tmp_path / "lora_r1_val_loss.png").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     empty = script("plot_runs.py", "--tracking_uri", f"sqlite:///{tmp_path / 'empty.db'}", "--output_dir", tmp_path / "e")
     assert empty.returncode == 1 and "nothing to plot" in empty.stderr
+
+
+def test_compare_runs_shows_the_realism_of_the_latest_evaluation(evaluated, tmp_path):
+    import mlflow
+
+    _, tracking, model = evaluated
+    result = script("compare_runs.py", "--runs", model.parent, "--tracking_uri", tracking, "--output_dir", tmp_path,
+                    "--name", "t5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    header, _, row = (tmp_path / "t5.md").read_text(encoding="utf-8").splitlines()
+    cells = dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))
+    client = mlflow.MlflowClient(tracking)
+    parent_id = json.loads((model.parent / "mlflow_run.json").read_text(encoding="utf-8"))["run_id"]
+    latest = client.search_runs([client.get_run(parent_id).info.experiment_id],
+                                filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+                                order_by=["attributes.start_time DESC"], max_results=1)[0].data.metrics
+    expected = [f"{latest[f'auto_realism_auc_{g}']:.2f}" if f"auto_realism_auc_{g}" in latest else "—"
+                for g in ("1", "2", "3", "4", "5", "all")]
+    assert cells["realism AUC ★1…★5, all"].split(" / ") == expected and expected[-1] != "—"
+    assert cells["real-vs-real control AUC, all"] == f"{latest['auto_realism_control_auc_all']:.2f}"
 
 
 def test_an_adapter_on_a_base_of_another_shape_is_one_line(trained, tmp_path):

@@ -85,6 +85,7 @@ def test_compare_runs_writes_a_table_and_a_plot(search, tmp_path):
         assert cells[1] == f"{int(run.data.params['trainable_parameters']):,} / {int(run.data.params['total_parameters']):,}"
         assert cells[4] == f"{run.data.metrics['best_eval_loss']:.4f}"
         assert cells[5].count("/") == 4 and "—" not in cells[5].split(" / ")[0]  # ★1 validation loss is there
+        assert cells[7] == " / ".join(["—"] * 6) and cells[8] == "—"  # no evaluate.py run, so no realism
     assert (tmp_path / "trials.png").read_bytes()[:4] == b"\x89PNG"
     missing = script("compare_runs.py", "--runs", "0" * 32, "--tracking_uri", tracking, "--output_dir", tmp_path)
     assert missing.returncode == 1 and missing.stderr.startswith("error: run 000") and "Traceback" not in missing.stderr

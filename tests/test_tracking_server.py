@@ -104,7 +104,7 @@ def test_plot_runs_reads_the_server(server, tmp_path):
                              "--output_dir", str(tmp_path)], capture_output=True, text=True, timeout=300, env=ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("t5_val_loss", "t5_train_loss", "t5_epochs", "lora_val_loss", "lora_train_loss", "lora_epochs",
-                 "lora_r12_val_loss", "compare_val_loss"):
+                 "lora_r1_val_loss", "compare_val_loss"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -3,29 +3,15 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import mlflow
 import pytest
-from conftest import ROOT
+from conftest import DEMO_INPUT, SCRIPTS, run_python, script, train
 from peft import LoraConfig, TaskType, get_peft_model
-
 from reference import random_rut5_small
 
 from reviewkit.modeling import count_parameters
-
-SCRIPTS = ROOT / "scripts"
-
-
-def train(script, tmp_path, *extra, env=None, wait=True):
-    command = [sys.executable, str(SCRIPTS / script), "--demo", "--output_dir", str(tmp_path / "run"),
-               "--tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *map(str, extra)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "tests" / "plugins"), **(env or {})}
-    if not wait:
-        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
 
 def kill_in_second_epoch(process, run_dir, after_s):
@@ -39,8 +25,8 @@ def kill_in_second_epoch(process, run_dir, after_s):
     process.wait(timeout=600)
 
 
-def only_run(tmp_path, experiment):
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+def only_run(workdir, experiment):
+    client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert len(runs) == 1
     return client, runs[0]
@@ -50,11 +36,10 @@ def history(client, run, name):
     return [(m.step, m.value) for m in sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: m.step)]
 
 
-def test_train_t5_demo_logs_every_epoch_and_the_loss_falls(tmp_path):
-    result = train("train_t5.py", tmp_path, "--num_train_epochs", 3)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_train_t5_demo_logs_every_epoch_and_the_loss_falls(demo_runs):
+    result = demo_runs.result("train_t5")
     assert "trainable parameters: " in result.stdout
-    client, run = only_run(tmp_path, "train_t5")
+    client, run = only_run(demo_runs.root, "train_t5")
     assert run.info.status == "FINISHED"
     eval_loss, train_loss = history(client, run, "eval_loss"), history(client, run, "train_loss")
     assert [s for s, _ in eval_loss] == [1, 2, 3] and [s for s, _ in train_loss] == [1, 2, 3]
@@ -64,20 +49,25 @@ def test_train_t5_demo_logs_every_epoch_and_the_loss_falls(tmp_path):
     params = run.data.params
     assert params["num_train_epochs"] == "3.0" and params["data_kept"] == "3873" and params["seed"] == "42"
     assert int(params["trainable_parameters"]) == int(params["total_parameters"]) > 0
-    assert params["output_dir"] == str(tmp_path / "run") and params["model_id"]
+    output_dir = demo_runs.output_dir("train_t5")
+    assert params["output_dir"] == str(output_dir) and params["model_id"]
     assert len(run.data.tags["git_commit"]) in (7, 40) or run.data.tags["git_commit"] == "unknown"
     assert run.data.metrics["best_epoch"] == 3 and run.data.metrics["best_eval_loss"] == pytest.approx(losses[2])
-    assert (tmp_path / "run" / "demo_data" / "report.json").is_file()  # the demo keeps its data and model here
-    assert params["model_id"] == str(tmp_path / "run" / "demo_model")
-    final = tmp_path / "run" / "final"
+    assert (output_dir / "demo_data" / "report.json").is_file()  # the demo keeps its data and model here
+    assert params["model_id"] == str(output_dir / "demo_model")
+    epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split(" | ")[0] for line in epoch_lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert "by rating 1: " in epoch_lines[0] and "samples/s" in epoch_lines[0] and "{'eval_loss'" not in result.stdout
+    assert [s for s, _ in history(client, run, "eval_rating_5_loss")] == [1, 2, 3]
+    assert [s for s, _ in history(client, run, "train_tokens_per_second")] == [1, 2, 3]
+    final = output_dir / "final"
     assert (final / "model.safetensors").is_file()
     assert not [p for p in final.iterdir() if p.suffix in (".bin", ".pt", ".pth")]
 
 
-def test_train_lora_r1_demo_keeps_the_best_epoch(tmp_path):
-    result = train("train_lora_r1.py", tmp_path, "--num_train_epochs", 3)
-    assert result.returncode == 0, result.stderr[-3000:]
-    client, run = only_run(tmp_path, "train_lora_r1")
+def test_train_lora_r1_demo_keeps_the_best_epoch(demo_runs):
+    result = demo_runs.result("train_lora_r1")
+    client, run = only_run(demo_runs.root, "train_lora_r1")
     eval_loss = history(client, run, "eval_loss")
     assert [s for s, _ in eval_loss] == [1, 2, 3]
     best = min(eval_loss, key=lambda pair: pair[1])[0]
@@ -86,7 +76,7 @@ def test_train_lora_r1_demo_keeps_the_best_epoch(tmp_path):
     assert (params["lora_r"], params["lora_alpha"], params["lora_target_modules"]) == ("16", "1", "k,q,v")
     assert params["ratings"] == "1,2" and params["keep_best"] == "True"
     assert int(params["trainable_parameters"]) < int(params["total_parameters"])
-    assert (tmp_path / "run" / "final" / "adapter_model.safetensors").is_file()
+    assert (demo_runs.output_dir("train_lora_r1") / "final" / "adapter_model.safetensors").is_file()
     assert f"best epoch {best}" in result.stdout
 
 
@@ -132,8 +122,7 @@ def test_fp16_is_refused_with_one_line(tmp_path):
 
 
 def test_help_lists_the_trainer_flags_beside_the_experiment_ones():
-    result = subprocess.run([sys.executable, str(SCRIPTS / "train_t5.py"), "--help"], capture_output=True, text=True,
-                            timeout=120)
+    result = script("train_t5.py", "--help")
     assert result.returncode == 0
     for flag in ("--gradient_accumulation_steps", "--lr_scheduler_type", "--save_total_limit", "--torch_compile",
                  "--dataloader_num_workers", "--report_to", "--resume_from_checkpoint", "--balance", "--demo"):
@@ -162,7 +151,7 @@ def test_trainer_flags_change_the_run_and_the_same_seed_gives_the_same_losses(tm
     assert checkpoints == {"a": ["checkpoint-16"], "c": ["checkpoint-8"]}  # 256 rows / 16, then / (16 x 2)
 
 
-@pytest.mark.parametrize("script, args, message", [
+@pytest.mark.parametrize("name, args, message", [
     ("train_t5.py", ["--no_such_flag"], "unrecognized arguments: --no_such_flag"),
     ("train_t5.py", ["--num_train_epochs", "-1"], "--num_train_epochs must be positive"),
     ("train_t5.py", ["--lr_scheduler_type", "bogus"], "argument --lr_scheduler_type"),
@@ -174,13 +163,12 @@ def test_trainer_flags_change_the_run_and_the_same_seed_gives_the_same_losses(tm
     ("train_t5.py", ["--output_dir", "/proc/reviewkit-cannot-write"], "cannot create output directory"),
     ("train_t5.py", ["--tracking_uri", "bogus://x"], "MLflow tracking URI bogus://x cannot be used"),
 ])
-def test_cli_misuse_is_one_line_and_a_nonzero_exit(tmp_path, script, args, message):
+def test_cli_misuse_is_one_line_and_a_nonzero_exit(tmp_path, name, args, message):
     (tmp_path / "a_file").write_text("x", encoding="utf-8")
     args = [a.replace("{file}", str(tmp_path / "a_file")) for a in args]
     defaults = {"--output_dir": str(tmp_path / "run"), "--tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     args += [item for flag, value in defaults.items() if flag not in args for item in (flag, value)]
-    result = subprocess.run([sys.executable, str(SCRIPTS / script), "--demo", *args], capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = script(name, "--demo", *args, timeout=120)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
@@ -189,10 +177,9 @@ def test_cli_misuse_is_one_line_and_a_nonzero_exit(tmp_path, script, args, messa
 
 def test_unreachable_tracking_server_fails_before_training(tmp_path):
     started = time.monotonic()
-    result = subprocess.run([sys.executable, str(SCRIPTS / "train_t5.py"), "--demo", "--output_dir",
-                             str(tmp_path / "run"), "--tracking_uri", "http://127.0.0.1:9"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1 and time.monotonic() - started < 10
+    result = script("train_t5.py", "--demo", "--output_dir", tmp_path / "run", "--tracking_uri", "http://127.0.0.1:9",
+                    timeout=60)
+    assert result.returncode == 1 and time.monotonic() - started < 45  # no minutes of HTTP retries
     assert "http://127.0.0.1:9" in result.stderr and "unreachable" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
 
@@ -200,11 +187,9 @@ def test_unreachable_tracking_server_fails_before_training(tmp_path):
 def test_offline_hub_model_id_is_one_line_naming_the_way_out(tmp_path):
     from reviewkit.pipeline import PrepareConfig, prepare_dataset
 
-    prepare_dataset(str(ROOT / "data" / "demo_reviews.tskv"), tmp_path / "data", PrepareConfig(), progress=False)
-    result = subprocess.run([sys.executable, str(SCRIPTS / "train_t5.py"), "--data_dir", str(tmp_path / "data"),
-                             "--output_dir", str(tmp_path / "run"), "--tracking_uri",
-                             f"sqlite:///{tmp_path / 'mlflow.db'}"],
-                            capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    prepare_dataset(str(DEMO_INPUT), tmp_path / "data", PrepareConfig(), progress=False)
+    result = script("train_t5.py", "--data_dir", tmp_path / "data", "--output_dir", tmp_path / "run", "--tracking_uri",
+                    f"sqlite:///{tmp_path / 'mlflow.db'}", timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "--model_name_or_path" in result.stderr and "--demo" in result.stderr
 
@@ -235,17 +220,17 @@ def test_sigkill_mid_epoch_then_rerun_resumes_into_the_same_run_and_a_finished_r
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script, epochs, kill_at", [
+@pytest.mark.parametrize("name, epochs, kill_at", [
     ("train_lora.py", 2, "mid-epoch"),
     ("train_lora_r1.py", 3, "train:25"),  # step 25 of 17 per epoch: the middle of the second epoch
     ("train_lora_r1.py", 3, "evaluate:2"),
     ("train_t5.py", 2, "save:1"),
 ])
-def test_killed_run_resumes_into_the_same_run_with_every_epoch_once(tmp_path, script, epochs, kill_at):
+def test_killed_run_resumes_into_the_same_run_with_every_epoch_once(tmp_path, name, epochs, kill_at):
     """SIGKILL mid-epoch, during validation, or half-way through writing a checkpoint; then the same command."""
     run_dir = tmp_path / "run"
     env = {} if kill_at == "mid-epoch" else {"REVIEWKIT_TEST_KILL_AT": kill_at}
-    process = train(script, tmp_path, "--num_train_epochs", epochs, env=env, wait=False)
+    process = train(name, tmp_path, "--num_train_epochs", epochs, env=env, wait=False)
     if kill_at == "mid-epoch":
         kill_in_second_epoch(process, run_dir, after_s=2)
     process.wait(timeout=600)
@@ -256,13 +241,13 @@ def test_killed_run_resumes_into_the_same_run_with_every_epoch_once(tmp_path, sc
         assert not (checkpoints[0] / "trainer_state.json").exists()
     else:
         assert len(checkpoints) == 1 and (checkpoints[0] / "trainer_state.json").is_file()
-    result = train(script, tmp_path, "--num_train_epochs", epochs)
+    result = train(name, tmp_path, "--num_train_epochs", epochs)
     assert result.returncode == 0, result.stderr[-3000:]
     if kill_at == "save:1":
         assert "its save was interrupted" in result.stdout and "resuming from" not in result.stdout
     else:
         assert f"resuming from {checkpoints[0]}" in result.stdout
-    client, run = only_run(tmp_path, script.removesuffix(".py"))
+    client, run = only_run(tmp_path, name.removesuffix(".py"))
     assert run.info.status == "FINISHED"
     for name in ("eval_loss", "train_loss"):
         assert [s for s, _ in history(client, run, name)] == list(range(1, epochs + 1)), name
@@ -289,11 +274,9 @@ def test_peak_memory_stays_flat_over_many_epochs(tmp_path):
 
 
 def test_torchrun_two_cpu_processes_log_one_run(tmp_path):
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(SCRIPTS / "train_t5.py"),
-               "--demo", "--num_train_epochs", "2", "--output_dir", str(tmp_path / "run"),
-               "--tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = run_python("-m", "torch.distributed.run", "--nproc_per_node", "2", SCRIPTS / "train_t5.py", "--demo",
+                        "--num_train_epochs", "2", "--output_dir", tmp_path / "run", "--tracking_uri",
+                        f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("best epoch") == 1
     client, run = only_run(tmp_path, "train_t5")
@@ -320,13 +303,13 @@ def test_non_finite_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(
     assert [s for s, _ in history(client, run, "eval_loss")] == [1, 2] and run.info.status == "FINISHED"
 
 
-def test_lora_saves_its_adapter_and_a_merged_standalone_model(tmp_path):
+def test_lora_saves_its_adapter_and_a_merged_standalone_model(demo_runs):
     from reviewkit.modeling import load_model_and_tokenizer
 
-    result = train("train_lora.py", tmp_path, "--num_train_epochs", 1, "--merge")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "run" / "final" / "adapter_model.safetensors").is_file()
-    model, tokenizer = load_model_and_tokenizer(str(tmp_path / "run" / "merged"))
+    demo_runs.result("train_lora")
+    output_dir = demo_runs.output_dir("train_lora")
+    assert (output_dir / "final" / "adapter_model.safetensors").is_file()
+    model, tokenizer = load_model_and_tokenizer(str(output_dir / "merged"))
     assert not any("lora" in name for name, _ in model.named_parameters())
-    client, run = only_run(tmp_path, "train_lora")
+    client, run = only_run(demo_runs.root, "train_lora")
     assert (run.data.params["lora_r"], run.data.params["lora_target_modules"]) == ("4", "q,v")
