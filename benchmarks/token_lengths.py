@@ -1,6 +1,6 @@
 """Token-length percentiles of prompts and reviews: the measurement behind --max_source_length/--max_target_length.
 
-    python benchmarks/token_lengths.py --model outputs/demo/model-data-all --data_dir outputs/demo/data-all
+    python benchmarks/token_lengths.py --model outputs/demo/train_t5/demo_model --data_dir outputs/demo/train_t5/demo_data
     python benchmarks/token_lengths.py --model PATH/TO/rut5-small --data_dir data/prepared/full
 """
 

@@ -1,7 +1,7 @@
 """Automatic quality of a trained model per requested rating, printed, logged to MLflow and put on its model card.
 
     python scripts/evaluate.py --model outputs/demo/train_t5/final --data_dir outputs/demo/train_t5/demo_data
-    python scripts/evaluate.py --model outputs/train_lora_r1/final --data_dir data/prepared/r12 --num_prompts 500
+    python scripts/evaluate.py --model outputs/train_lora_r1/final --data_dir data/prepared/ratings_1_2 --num_prompts 500
 
 Generates a review for M random test prompts and measures, per requested rating and overall:
 rating consistency (a TF-IDF + logistic regression classifier trained on the train split

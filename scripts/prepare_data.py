@@ -2,7 +2,7 @@
 
     python scripts/prepare_data.py                                  # the committed demo data
     python scripts/prepare_data.py --input geo-reviews-dataset-2023.tskv --output_dir data/prepared/full
-    python scripts/prepare_data.py --input geo-reviews-dataset-2023.tskv --ratings 1,2 --output_dir data/prepared/r12
+    python scripts/prepare_data.py --input geo-reviews-dataset-2023.tskv --ratings 1,2 --output_dir data/prepared/ratings_1_2
 
 Writes OUTPUT_DIR/{train,validation,test}.parquet (address, name_ru, rating, rubrics, text,
 keywords, prompt) and OUTPUT_DIR/report.json. A rerun with the same input and settings is

@@ -1,6 +1,6 @@
 """Draw N random prompts from the held-out test split, generate a review for each, and write a file to mark by hand.
 
-    python scripts/sample.py --model outputs/demo/train_t5/final --data_dir outputs/demo/data-all --output t5_sample.txt
+    python scripts/sample.py --model outputs/demo/train_t5/final --data_dir outputs/demo/train_t5/demo_data --output t5_sample.txt
     python scripts/score_sample.py t5_sample.txt          # after marking
 
 Several models (`--model A --model B`) answer the same N prompts. With --blind their entries are

@@ -86,7 +86,7 @@ def fenced_commands(page: Path) -> list[tuple[int, str]]:
     """(line number, command) of each command in the page's ```bash/sh/shell blocks; `\\` continuations joined."""
     text = page.read_text(encoding="utf-8")
     found = []
-    for block in re.finditer(r"^[ \t]*```(?:bash|sh|shell)[ \t]*\n(.*?)^[ \t]*```", text, re.S | re.M):
+    for block in re.finditer(r"^[ \t]*```(?:bash|sh|shell)[ \t]*\n(.*?)^[ \t]*```", text, re.DOTALL | re.MULTILINE):
         first_line = text.count("\n", 0, block.start(1)) + 1
         pending, start = "", None
         for offset, line in enumerate(block.group(1).splitlines()):
@@ -154,7 +154,7 @@ def help_outputs(scripts: list[str]) -> dict[str, dict]:
         results = {}
         for script in scripts:
             done = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, env=env, capture_output=True,
-                                  text=True, timeout=300)
+                                  text=True, timeout=300, check=False)
             results[script] = {"returncode": done.returncode, "output": done.stdout + done.stderr}
         return results
     handle, name = tempfile.mkstemp(suffix=".json", prefix="docs_help_")
@@ -162,7 +162,7 @@ def help_outputs(scripts: list[str]) -> dict[str, dict]:
     out = Path(name)
     try:
         done = subprocess.run([sys.executable, "-c", HELPER, str(out), ",".join(PRELOAD), *scripts], cwd=ROOT,
-                              env=env, capture_output=True, text=True, timeout=600)
+                              env=env, capture_output=True, text=True, timeout=600, check=False)
         assert done.returncode == 0 and out.stat().st_size, f"the --help helper failed:\n{done.stderr[-3000:]}"
         return json.loads(out.read_text(encoding="utf-8"))
     finally:
@@ -218,7 +218,7 @@ def test_quoted_command_uses_only_flags_its_script_lists(script_flags, page, lin
 def links(page: Path) -> list[str]:
     """Targets of the page's markdown links and images, outside code blocks and code spans."""
     text = page.read_text(encoding="utf-8")
-    text = re.sub(r"^[ \t]*```.*?^[ \t]*```", "", text, flags=re.S | re.M)
+    text = re.sub(r"^[ \t]*```.*?^[ \t]*```", "", text, flags=re.DOTALL | re.MULTILINE)
     text = re.sub(r"`[^`\n]*`", "", text)
     return [match.group(1) for match in re.finditer(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)", text)]
 

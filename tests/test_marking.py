@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -11,22 +10,17 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import DEMO_INPUT, ROOT
+from conftest import DEMO_INPUT, ROOT, SCRIPTS, script, tool_env
 from scipy.stats import norm
 
 from reviewkit.comparison import FISHER, MCNEMAR, compare, fisher_exact_p, mcnemar_exact_p, newcombe_interval, wilson_interval
 from reviewkit.marking import Entry, compute_sample_id, format_key, format_sample, key_path_for, parse_sample
 
-SCRIPTS = ROOT / "scripts"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 PROMPTS = [(5, "Кафе;Кофейня", ["кофе", "десерт"]), (1, "Аптека", ["очередь"]), (4, "Автосервис", ["шина"]),
            (2, "Супермаркет", ["касса", "акция"]), (3, "Кафе", ["обед"]), (5, "Салон красоты", ["мастер"]),
            (1, "Банк", ["кредит"]), (4, "Фитнес-клуб", ["тренер", "зал"])]
 
 
-def script(name, *args, stdin=None, timeout=300):
-    return subprocess.run([sys.executable, str(SCRIPTS / name), *map(str, args)], capture_output=True, text=True,
-                          input=stdin, timeout=timeout, env=ENV)
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +322,7 @@ def test_each_answer_is_on_disk_before_the_next_is_read(tmp_path):
     sample.write_text(format_sample(["test"], entries_with([""] * 4)), encoding="utf-8")
     process = subprocess.Popen([sys.executable, str(SCRIPTS / "score_sample.py"), "--mark", str(sample)],
                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               text=True, env=ENV)
+                               text=True, env=tool_env())
     try:
         process.stdin.write("0\n1\n")  # stdin stays open: the script waits for the third answer
         process.stdin.flush()

@@ -8,7 +8,7 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import DEMO_INPUT, ROOT, tskv_line
+from conftest import DEMO_INPUT, ROOT, script, tskv_line
 
 from reviewkit import pipeline
 from reviewkit.pipeline import PrepareConfig, PrepareError, prepare_dataset
@@ -56,8 +56,7 @@ def defect_file(tmp_path):
 
 
 def run_prepare(*args):
-    return subprocess.run([sys.executable, str(PREPARE), "--no_progress", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return script("prepare_data.py", "--no_progress", *args, timeout=300)
 
 
 def test_every_defect_is_counted_under_its_reason(defect_file, tmp_path):

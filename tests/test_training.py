@@ -26,8 +26,10 @@ def kill_in_second_epoch(process, run_dir, after_s):
 
 
 def only_run(workdir, experiment):
+    """The one training run of `experiment` (evaluate.py's nested runs under it aside)."""
     client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    runs = [run for run in client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+            if "mlflow.parentRunId" not in run.data.tags]
     assert len(runs) == 1
     return client, runs[0]
 
@@ -36,6 +38,7 @@ def history(client, run, name):
     return [(m.step, m.value) for m in sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: m.step)]
 
 
+@pytest.mark.slow
 def test_train_t5_demo_logs_every_epoch_and_the_loss_falls(demo_runs):
     result = demo_runs.result("train_t5")
     assert "trainable parameters: " in result.stdout
@@ -65,6 +68,7 @@ def test_train_t5_demo_logs_every_epoch_and_the_loss_falls(demo_runs):
     assert not [p for p in final.iterdir() if p.suffix in (".bin", ".pt", ".pth")]
 
 
+@pytest.mark.slow
 def test_train_lora_r1_demo_keeps_the_best_epoch(demo_runs):
     result = demo_runs.result("train_lora_r1")
     client, run = only_run(demo_runs.root, "train_lora_r1")
@@ -80,6 +84,7 @@ def test_train_lora_r1_demo_keeps_the_best_epoch(demo_runs):
     assert f"best epoch {best}" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, logged", [
     ("oversample", "balance_expected_counts_per_epoch"),
     ("weighted", "balance_loss_weights"),
@@ -116,9 +121,23 @@ def test_lora_parameter_counts_on_the_rut5_small_shape():
     assert lora_trainable(16, ["k", "q", "v"]) == 24 * 3 * 16 * (512 + 384) == 1_032_192
 
 
-def test_fp16_is_refused_with_one_line(tmp_path):
-    result = train("train_t5.py", tmp_path, "--fp16")
-    assert result.returncode == 2 and "fp16 is refused" in result.stderr and "Traceback" not in result.stderr
+def experiment_main(name: str, argv: list, capsys) -> tuple[int, str]:
+    """An experiment script's command line in this process: (exit code, stderr). Its module is its settings."""
+    import importlib
+
+    from reviewkit.training import main
+
+    module = importlib.import_module(name.removesuffix(".py"))
+    try:
+        code = main(module.EXPERIMENT, module.__doc__, module.DEFAULTS, module.DEMO_DEFAULTS, [*map(str, argv)])
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def test_fp16_is_refused_with_one_line(tmp_path, capsys):
+    code, stderr = experiment_main("train_t5.py", ["--demo", "--output_dir", tmp_path / "run", "--fp16"], capsys)
+    assert code == 2 and "fp16 is refused" in stderr and "Traceback" not in stderr
 
 
 def test_help_lists_the_trainer_flags_beside_the_experiment_ones():
@@ -129,6 +148,7 @@ def test_help_lists_the_trainer_flags_beside_the_experiment_ones():
         assert flag in result.stdout, flag
 
 
+@pytest.mark.slow
 def test_trainer_flags_change_the_run_and_the_same_seed_gives_the_same_losses(tmp_path):
     quick = ["--num_train_epochs", 1, "--max_train_samples", 256, "--per_device_train_batch_size", 16]
     for name in "abc":
@@ -163,27 +183,50 @@ def test_trainer_flags_change_the_run_and_the_same_seed_gives_the_same_losses(tm
     ("train_t5.py", ["--output_dir", "/proc/reviewkit-cannot-write"], "cannot create output directory"),
     ("train_t5.py", ["--tracking_uri", "bogus://x"], "MLflow tracking URI bogus://x cannot be used"),
 ])
-def test_cli_misuse_is_one_line_and_a_nonzero_exit(tmp_path, name, args, message):
+def test_cli_misuse_is_one_line_and_a_nonzero_exit(tmp_path, capsys, name, args, message):
     (tmp_path / "a_file").write_text("x", encoding="utf-8")
     args = [a.replace("{file}", str(tmp_path / "a_file")) for a in args]
     defaults = {"--output_dir": str(tmp_path / "run"), "--tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     args += [item for flag, value in defaults.items() if flag not in args for item in (flag, value)]
-    result = script(name, "--demo", *args, timeout=120)
-    assert result.returncode != 0
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+    code, stderr = experiment_main(name, ["--demo", *args], capsys)
+    assert code != 0
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], stderr[-2000:]
     assert not (tmp_path / "run" / "final").exists()
 
 
-def test_unreachable_tracking_server_fails_before_training(tmp_path):
+def test_the_script_itself_gives_the_one_line_error_and_exit_2(tmp_path):
+    result = script("train_lora.py", "--demo", "--output_dir", tmp_path / "run", "--lora_r", "0", timeout=120)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "train_lora.py: error: --lora_r must be at least 1 (see --help)"]
+
+
+def test_unreachable_tracking_server_fails_before_training(tmp_path, capsys):
     started = time.monotonic()
-    result = script("train_t5.py", "--demo", "--output_dir", tmp_path / "run", "--tracking_uri", "http://127.0.0.1:9",
-                    timeout=60)
-    assert result.returncode == 1 and time.monotonic() - started < 45  # no minutes of HTTP retries
-    assert "http://127.0.0.1:9" in result.stderr and "unreachable" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+    code, stderr = experiment_main("train_t5.py", ["--demo", "--output_dir", tmp_path / "run", "--tracking_uri",
+                                                   "http://127.0.0.1:9"], capsys)
+    assert code == 1 and time.monotonic() - started < 45  # no minutes of HTTP retries
+    assert "http://127.0.0.1:9" in stderr and "unreachable" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "run").exists()
 
 
+def test_one_quick_demo_epoch_end_to_end(tmp_path):
+    """The fast loop's whole path: demo data and model under the run, training, MLflow, epoch line, model card."""
+    result = train("train_t5.py", tmp_path, "--num_train_epochs", 1, "--max_train_samples", 64)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    assert (run_dir / "demo_data" / "report.json").is_file() and (run_dir / "demo_model" / "config.json").is_file()
+    (epoch_line,) = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert epoch_line.startswith("epoch 1/1 | train_loss ") and " | eval_loss " in epoch_line
+    client, run = only_run(tmp_path, "train_t5")
+    assert run.info.status == "FINISHED" and [s for s, _ in history(client, run, "eval_loss")] == [1]
+    assert run.data.params["max_train_samples"] == "64" and run.data.params["train_rows_used"] == "64"
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    card = (run_dir / "final" / "README.md").read_text(encoding="utf-8")
+    assert f"{summary['best_eval_loss']:.4f}" in card and summary["run_id"] == run.info.run_id
+
+
+@pytest.mark.slow
 def test_offline_hub_model_id_is_one_line_naming_the_way_out(tmp_path):
     from reviewkit.pipeline import PrepareConfig, prepare_dataset
 
@@ -273,6 +316,7 @@ def test_peak_memory_stays_flat_over_many_epochs(tmp_path):
     assert peaks[epochs] - half < 0.02 * half, peaks
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes_log_one_run(tmp_path):
     result = run_python("-m", "torch.distributed.run", "--nproc_per_node", "2", SCRIPTS / "train_t5.py", "--demo",
                         "--num_train_epochs", "2", "--output_dir", tmp_path / "run", "--tracking_uri",
@@ -284,6 +328,7 @@ def test_torchrun_two_cpu_processes_log_one_run(tmp_path):
     assert [s for s, _ in history(client, run, "eval_loss")] == [1, 2]
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
     from reviewkit.modeling import load_model_and_tokenizer
 
@@ -303,6 +348,7 @@ def test_non_finite_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(
     assert [s for s, _ in history(client, run, "eval_loss")] == [1, 2] and run.info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_lora_saves_its_adapter_and_a_merged_standalone_model(demo_runs):
     from reviewkit.modeling import load_model_and_tokenizer
 

@@ -238,5 +238,5 @@ class MlflowLogger(TrainerCallback):
 
     def _artifact_location(self) -> str | None:
         if self.tracking_uri.startswith("sqlite:///"):
-            return (Path(self.tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+            return (Path(self.tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
         return None
