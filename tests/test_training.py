@@ -7,7 +7,7 @@ import time
 
 import mlflow
 import pytest
-from conftest import DEMO_INPUT, SCRIPTS, run_python, script, train
+from conftest import DEMO_INPUT, ROOT, SCRIPTS, run_python, script, train
 from peft import LoraConfig, TaskType, get_peft_model
 from reference import random_rut5_small
 
@@ -212,8 +212,11 @@ def test_unreachable_tracking_server_fails_before_training(tmp_path, capsys):
 
 def test_one_quick_demo_epoch_end_to_end(tmp_path):
     """The fast loop's whole path: demo data and model under the run, training, MLflow, epoch line, model card."""
+    checkout_outputs = ROOT / "outputs"
+    before = sorted(checkout_outputs.rglob("*")) if checkout_outputs.exists() else None
     result = train("train_t5.py", tmp_path, "--num_train_epochs", 1, "--max_train_samples", 64)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert (sorted(checkout_outputs.rglob("*")) if checkout_outputs.exists() else None) == before  # untouched
     run_dir = tmp_path / "run"
     assert (run_dir / "demo_data" / "report.json").is_file() and (run_dir / "demo_model" / "config.json").is_file()
     (epoch_line,) = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
