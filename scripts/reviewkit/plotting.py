@@ -102,7 +102,7 @@ def plot_realism(axes, evaluations: dict[str, dict[str, dict[str, float]]]) -> N
         if not any("realism_auc" in table.get(rating, {}) for table in evaluations.values()):
             axes.text(i, 0.03, "not\nmeasured", ha="center", va="bottom", fontsize=6, color="0.4")
     axes.axhline(0.5, color="0.3", linestyle="--", linewidth=0.8)
-    axes.set(title="realism: ROC AUC of telling generated from real reviews, 95% interval "
+    axes.set(title="realism: ROC AUC of telling generated from real reviews, 95% interval\n"
                    "(read against the real-vs-real control; dashed: 0.5)", ylabel="ROC AUC", ylim=(0, 1.3))
     rating_ticks(axes)
     axes.grid(axis="y", alpha=0.3)

@@ -190,8 +190,8 @@ def build_trainer(config: ExperimentConfig, training_args, experiment: str, mode
     train_set, sample_weights, rating_loss_weights, balance_params = balanced(train_set, config, training_args.seed)
     stats = EpochStats()
     settings = {k: v for k, v in training_args.to_dict().items() if k not in ("fp16", "run_name")}
-    experiment_settings = {k: v for k, v in vars(config).items()
-                           if config.lora or not k.startswith("lora_") and k != "merge"}
+    lora_only = {"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "merge"}
+    experiment_settings = {k: v for k, v in vars(config).items() if config.lora or k not in lora_only}
     trainable, total = count_parameters(model)
     if training_args.process_index == 0:
         print(f"trainable parameters: {trainable:,} of {total:,} ({trainable / total:.3%})")
