@@ -10,7 +10,7 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import DEMO_INPUT, ROOT, SCRIPTS, script, tool_env
+from conftest import DEMO_INPUT, ROOT, SCRIPTS, script_here, tool_env
 from scipy.stats import norm
 
 from reviewkit.comparison import FISHER, MCNEMAR, compare, fisher_exact_p, mcnemar_exact_p, newcombe_interval, wilson_interval
@@ -97,9 +97,9 @@ def test_labelled_sample_groups_by_prompt_and_without_key_scoring_asks_for_it(tw
     assert key["blind"] is False and [key["entries"][str(n)]["prompt_index"] for n in (1, 2, 3)] == [0, 0, 1]
     marked = output.read_text(encoding="utf-8").replace("mark:", "mark: 1")
     output.write_text(marked, encoding="utf-8")
-    result = script("score_sample.py", output)
+    result = script_here("score_sample.py", output)
     assert result.returncode == 1 and "holds entries of 2 models (full, lora): pass --key" in result.stderr
-    scored = script("score_sample.py", output, "--key", key_path_for(output))
+    scored = script_here("score_sample.py", output, "--key", key_path_for(output))
     assert scored.returncode == 0, scored.stderr
     assert "model full: " in scored.stdout and "McNemar's exact test on 6 prompts" in scored.stdout
 
@@ -127,7 +127,7 @@ def test_labels_that_do_not_tell_the_models_apart_are_one_line(two_models, tmp_p
 
 
 def test_blind_with_one_model_is_a_usage_error(tmp_path):
-    result = script("sample.py", "--model", tmp_path, "--blind", "--data_dir", tmp_path)
+    result = script_here("sample.py", "--model", tmp_path, "--blind", "--data_dir", tmp_path)
     assert result.returncode == 2 and result.stderr.strip().endswith("--blind needs at least two --model (see --help)")
     assert len(result.stderr.splitlines()) == 1
 
@@ -226,7 +226,7 @@ PAIRED = [("1", "1")] * 20 + [("1", "0")] * 9 + [("0", "1")] * 3 + [("0", "0")] 
 
 def test_two_paired_models_get_their_shares_the_newcombe_difference_and_mcnemar(tmp_path):
     sample, key = known_sample(tmp_path, PAIRED)
-    result = script("score_sample.py", sample, "--key", key)
+    result = script_here("score_sample.py", sample, "--key", key)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     for label, correct in (("full", 29), ("lora", 23)):
@@ -245,7 +245,7 @@ def test_two_paired_models_get_their_shares_the_newcombe_difference_and_mcnemar(
 
 def test_unpaired_models_are_compared_by_fisher(tmp_path):
     sample, key = known_sample(tmp_path, PAIRED, paired=False)
-    result = script("score_sample.py", sample, "--key", key)
+    result = script_here("score_sample.py", sample, "--key", key)
     assert result.returncode == 0, result.stderr
     test = next(line for line in result.stdout.splitlines() if "Fisher's exact test" in line)
     assert "cannot be paired" in test and "McNemar" not in result.stdout
@@ -255,7 +255,7 @@ def test_unpaired_models_are_compared_by_fisher(tmp_path):
 def test_three_models_are_compared_pairwise_and_unmarked_entries_are_listed(tmp_path):
     outcomes = [("1", "0", "1"), ("1", "1", ""), ("0", "0", "1"), ("1", "0", "0"), ("1", "1", "yes")]
     sample, key = known_sample(tmp_path, outcomes, labels=("a", "b", "c"))
-    result = script("score_sample.py", sample, "--key", key)
+    result = script_here("score_sample.py", sample, "--key", key)
     assert result.returncode == 0, result.stderr
     assert [line for line in result.stdout.splitlines() if " vs " in line] == ["a vs b", "a vs c", "b vs c"]
     assert "1 unmarked entries excluded: 6" in result.stderr
@@ -273,11 +273,11 @@ def test_a_key_that_does_not_fit_the_sample_is_one_line(tmp_path):
              "it is the key of sample": re.sub(r"Sample id: \w+", "Sample id: 0123456789abcdef", text)}
     for message, changed in cases.items():
         sample.write_text(changed, encoding="utf-8")
-        result = script("score_sample.py", sample, "--key", key)
+        result = script_here("score_sample.py", sample, "--key", key)
         assert result.returncode == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
     sample.write_text(text, encoding="utf-8")
     for bad_key, message in ((tmp_path / "missing.json", "cannot read key"), (sample, "not JSON")):
-        result = script("score_sample.py", sample, "--key", bad_key)
+        result = script_here("score_sample.py", sample, "--key", bad_key)
         assert result.returncode == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
 
 
@@ -292,22 +292,22 @@ def test_marking_saves_every_answer_and_a_rerun_continues_where_it_stopped(tmp_p
     sample = tmp_path / "s.txt"
     sample.write_text(format_sample(["test"], entries_with([""] * 6)), encoding="utf-8")
 
-    first = script("score_sample.py", "--mark", sample, stdin="1\n0\ns\nq\n")
+    first = script_here("score_sample.py", "--mark", sample, stdin="1\n0\ns\nq\n")
     assert first.returncode == 0, first.stderr
     assert sample.read_text(encoding="utf-8") == format_sample(["test"], entries_with(["1", "0", "", "", "", ""]))
     assert "=== 3 ===   marked 2 (1 correct), 4 remaining" in first.stdout and "review: Отзыв номер 3." in first.stdout
     assert "quit: saved to" in first.stdout and "4 entries unmarked" in first.stdout
     assert next(line for line in first.stdout.splitlines() if line.startswith("all")).split()[1:4] == ["2", "1", "0.50"]
 
-    second = script("score_sample.py", "--mark", sample, stdin="maybe\n1\n")  # then the input ends: quit
+    second = script_here("score_sample.py", "--mark", sample, stdin="maybe\n1\n")  # then the input ends: quit
     assert second.returncode == 0, second.stderr
     assert "=== 3 ===" in second.stdout and "=== 1 ===" not in second.stdout  # resumes at the first unmarked
     assert "'maybe' is not an answer: type 1, 0, s or q" in second.stdout
     assert sample.read_text(encoding="utf-8") == format_sample(["test"], entries_with(["1", "0", "1", "", "", ""]))
 
-    third = script("score_sample.py", "--mark", sample, stdin="0\n1\nQ\n")
+    third = script_here("score_sample.py", "--mark", sample, stdin="0\n1\nQ\n")
     assert sample.read_text(encoding="utf-8") == format_sample(["test"], entries_with(["1", "0", "1", "0", "1", ""]))
-    fourth = script("score_sample.py", "--mark", sample, stdin="1\n")
+    fourth = script_here("score_sample.py", "--mark", sample, stdin="1\n")
     assert third.returncode == fourth.returncode == 0
     assert sample.read_text(encoding="utf-8") == format_sample(["test"], entries_with(["1", "0", "1", "0", "1", "1"]))
     assert "every entry is marked" in fourth.stdout and not fourth.stderr
@@ -339,11 +339,11 @@ def test_each_answer_is_on_disk_before_the_next_is_read(tmp_path):
 
 def test_marking_a_blind_sample_shows_per_model_scores_only_when_all_are_marked(tmp_path):
     sample, key = known_sample(tmp_path, [("", "")] * 3)
-    halfway = script("score_sample.py", "--mark", sample, "--key", key, stdin="1\n1\n0\nq\n")
+    halfway = script_here("score_sample.py", "--mark", sample, "--key", key, stdin="1\n1\n0\nq\n")
     assert halfway.returncode == 0, halfway.stderr
     assert "model full" not in halfway.stdout and "scores per model" in halfway.stdout
     assert "--key" in halfway.stdout.split("to continue:")[1].splitlines()[0]
-    done = script("score_sample.py", "--mark", sample, "--key", key, stdin="0\n1\n1\n")
+    done = script_here("score_sample.py", "--mark", sample, "--key", key, stdin="0\n1\n1\n")
     assert done.returncode == 0, done.stderr
     assert "model full: /models/full" in done.stdout and "full vs lora" in done.stdout
     assert [e.mark for e in parse_sample(sample.read_text(encoding="utf-8"))] == ["1", "1", "0", "0", "1", "1"]
@@ -354,6 +354,6 @@ def test_marking_with_a_key_of_another_sample_stops_before_asking(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     _, other_key = known_sample(other, [("", "")] * 4)
-    result = script("score_sample.py", "--mark", sample, "--key", other_key, stdin="1\n")
+    result = script_here("score_sample.py", "--mark", sample, "--key", other_key, stdin="1\n")
     assert result.returncode == 1 and "does not match" in result.stderr and "mark 1" not in result.stdout
     assert all(e.mark == "" for e in parse_sample(sample.read_text(encoding="utf-8")))

@@ -2,7 +2,7 @@
 
 import mlflow
 import pytest
-from conftest import script
+from conftest import script_here
 
 pytestmark = pytest.mark.slow  # real trainings: the whole module runs in the full suite only
 
@@ -13,7 +13,7 @@ def search(tmp_path_factory):
     tracking = f"sqlite:///{tmp / 'mlflow.db'}"
     args = ["--demo", "--num_train_epochs", 1, "--max_train_samples", 200, "--output_dir", tmp / "tune",
             "--tracking_uri", tracking]
-    first = script("tune_lora.py", *args, "--trials", 3)
+    first = script_here("tune_lora.py", *args, "--trials", 3)
     assert first.returncode == 0, first.stderr[-3000:]
     return tmp, tracking, args, first
 
@@ -50,7 +50,7 @@ def test_three_trials_are_nested_runs_and_the_lowest_objective_wins(search):
 def test_rerun_resumes_the_study_and_adds_only_the_missing_trials(search):
     tmp, tracking, args, _ = search
     _, parent_before, _ = search_runs(tracking)
-    again = script("tune_lora.py", *args, "--trials", 4)
+    again = script_here("tune_lora.py", *args, "--trials", 4)
     assert again.returncode == 0, again.stderr[-3000:]
     _, parent, children = search_runs(tracking)
     assert parent.info.run_id == parent_before.info.run_id
@@ -63,7 +63,7 @@ def test_compare_runs_writes_a_table_and_a_plot(search, tmp_path):
     _, _, children = search_runs(tracking)
     chosen = children[:2]  # one by run id, one by its output directory
     trial_dir = tmp / "tune" / f"trial-{chosen[1].data.tags['trial']}"
-    result = script("compare_runs.py", "--runs", chosen[0].info.run_id, trial_dir, "--tracking_uri", tracking,
+    result = script_here("compare_runs.py", "--runs", chosen[0].info.run_id, trial_dir, "--tracking_uri", tracking,
                     "--output_dir", tmp_path, "--name", "trials")
     assert result.returncode == 0, result.stderr[-3000:]
     table = (tmp_path / "trials.md").read_text(encoding="utf-8").splitlines()
@@ -76,5 +76,5 @@ def test_compare_runs_writes_a_table_and_a_plot(search, tmp_path):
         assert cells[5].count("/") == 4 and "—" not in cells[5].split(" / ")[0]  # ★1 validation loss is there
         assert cells[7] == " / ".join(["—"] * 6) and cells[8] == "—"  # no evaluate.py run, so no realism
     assert (tmp_path / "trials.png").read_bytes()[:4] == b"\x89PNG"
-    missing = script("compare_runs.py", "--runs", "0" * 32, "--tracking_uri", tracking, "--output_dir", tmp_path)
+    missing = script_here("compare_runs.py", "--runs", "0" * 32, "--tracking_uri", tracking, "--output_dir", tmp_path)
     assert missing.returncode == 1 and missing.stderr.startswith("error: run 000") and "Traceback" not in missing.stderr

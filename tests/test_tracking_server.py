@@ -11,7 +11,7 @@ import urllib.request
 
 import mlflow
 import pytest
-from conftest import SCRIPTS, script, tool_env
+from conftest import SCRIPTS, script_here, tool_env
 
 pytestmark = pytest.mark.slow  # real trainings: the whole module runs in the full suite only
 
@@ -58,11 +58,12 @@ def server(tmp_path_factory):
 
 
 def train(name, output_dir, uri, *extra, wait=True):
-    args = ["--demo", "--output_dir", output_dir, "--tracking_uri", uri, *extra]
+    """A --demo run on 640 training rows (20 steps an epoch): the HTTP traffic, not the data, is under test."""
+    args = ["--demo", "--output_dir", output_dir, "--tracking_uri", uri, "--max_train_samples", 640, *extra]
     if not wait:  # both streams kept: the test reads what the run printed after the server died
         return subprocess.Popen([sys.executable, str(SCRIPTS / name), *map(str, args)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=tool_env())
-    return script(name, *args)
+    return script_here(name, *args)
 
 
 def run_of(output_dir):
@@ -99,7 +100,7 @@ def test_each_script_logs_params_epochs_and_artifacts_over_http(server, tmp_path
 
 def test_plot_runs_reads_the_server(server, tmp_path):
     """Runs after the three scripts above have logged to the module's server."""
-    result = script("plot_runs.py", "--tracking_uri", server.uri, "--output_dir", tmp_path, timeout=300)
+    result = script_here("plot_runs.py", "--tracking_uri", server.uri, "--output_dir", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("t5_val_loss", "t5_train_loss", "t5_epochs", "lora_val_loss", "lora_train_loss", "lora_epochs",
                  "lora_r1_val_loss", "compare_val_loss"):

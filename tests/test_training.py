@@ -7,7 +7,7 @@ import time
 
 import mlflow
 import pytest
-from conftest import DEMO_INPUT, ROOT, SCRIPTS, run_python, script, train
+from conftest import DEMO_INPUT, ROOT, SCRIPTS, run_python, script, script_here, seed_mlflow_store, train, train_here
 from peft import LoraConfig, TaskType, get_peft_model
 from reference import random_rut5_small
 
@@ -91,7 +91,7 @@ def test_train_lora_r1_demo_keeps_the_best_epoch(demo_runs):
     ("downsample", "balance_counts_after"),
 ])
 def test_balance_modes_train_and_log_their_counts_and_per_rating_validation(tmp_path, mode, logged):
-    result = train("train_lora_r1.py", tmp_path, "--num_train_epochs", 1, "--balance", mode)
+    result = train_here("train_lora_r1.py", tmp_path, "--num_train_epochs", 1, "--balance", mode)
     assert result.returncode == 0, result.stderr[-3000:]
     client, run = only_run(tmp_path, "train_lora_r1")
     params = run.data.params
@@ -141,7 +141,7 @@ def test_fp16_is_refused_with_one_line(tmp_path, capsys):
 
 
 def test_help_lists_the_trainer_flags_beside_the_experiment_ones():
-    result = script("train_t5.py", "--help")
+    result = script_here("train_t5.py", "--help")
     assert result.returncode == 0
     for flag in ("--gradient_accumulation_steps", "--lr_scheduler_type", "--save_total_limit", "--torch_compile",
                  "--dataloader_num_workers", "--report_to", "--resume_from_checkpoint", "--balance", "--demo"):
@@ -153,10 +153,10 @@ def test_trainer_flags_change_the_run_and_the_same_seed_gives_the_same_losses(tm
     quick = ["--num_train_epochs", 1, "--max_train_samples", 256, "--per_device_train_batch_size", 16]
     for name in "abc":
         (tmp_path / name).mkdir()
-    first = train("train_t5.py", tmp_path / "a", *quick)
-    again = train("train_t5.py", tmp_path / "b", *quick)
-    accumulated = train("train_t5.py", tmp_path / "c", *quick, "--gradient_accumulation_steps", 2,
-                        "--lr_scheduler_type", "cosine", "--save_total_limit", 1)
+    first = train_here("train_t5.py", tmp_path / "a", *quick)
+    again = train_here("train_t5.py", tmp_path / "b", *quick)
+    accumulated = train_here("train_t5.py", tmp_path / "c", *quick, "--gradient_accumulation_steps", 2,
+                             "--lr_scheduler_type", "cosine", "--save_total_limit", 1)
     for result in (first, again, accumulated):
         assert result.returncode == 0, result.stderr[-3000:]
     runs = {name: only_run(tmp_path / name, "train_t5") for name in "abc"}
@@ -214,7 +214,7 @@ def test_one_quick_demo_epoch_end_to_end(tmp_path):
     """The fast loop's whole path: demo data and model under the run, training, MLflow, epoch line, model card."""
     checkout_outputs = ROOT / "outputs"
     before = sorted(checkout_outputs.rglob("*")) if checkout_outputs.exists() else None
-    result = train("train_t5.py", tmp_path, "--num_train_epochs", 1, "--max_train_samples", 64)
+    result = train("train_t5.py", tmp_path, "--num_train_epochs", 1, "--max_train_samples", 64, new_store=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (sorted(checkout_outputs.rglob("*")) if checkout_outputs.exists() else None) == before  # untouched
     run_dir = tmp_path / "run"
@@ -234,20 +234,20 @@ def test_offline_hub_model_id_is_one_line_naming_the_way_out(tmp_path):
     from reviewkit.pipeline import PrepareConfig, prepare_dataset
 
     prepare_dataset(str(DEMO_INPUT), tmp_path / "data", PrepareConfig(), progress=False)
-    result = script("train_t5.py", "--data_dir", tmp_path / "data", "--output_dir", tmp_path / "run", "--tracking_uri",
-                    f"sqlite:///{tmp_path / 'mlflow.db'}", timeout=120)
+    result = script_here("train_t5.py", "--data_dir", tmp_path / "data", "--output_dir", tmp_path / "run",
+                         "--tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "--model_name_or_path" in result.stderr and "--demo" in result.stderr
 
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_rerun_resumes_into_the_same_run_and_a_finished_rerun_adds_nothing(tmp_path):
-    epochs = 3
-    process = train("train_t5.py", tmp_path, "--num_train_epochs", epochs, "--logging_steps", 5, wait=False)
+    epochs, args = 3, ["--max_train_samples", 1280, "--logging_steps", 5]  # 40 steps, ~10 s an epoch on a core
+    process = train("train_t5.py", tmp_path, "--num_train_epochs", epochs, *args, wait=False)
     run_dir = tmp_path / "run"
-    kill_in_second_epoch(process, run_dir, after_s=4)
+    kill_in_second_epoch(process, run_dir, after_s=3)
     assert len(list(run_dir.glob("checkpoint-*"))) == 1
-    result = train("train_t5.py", tmp_path, "--num_train_epochs", epochs, "--logging_steps", 5)
+    result = train_here("train_t5.py", tmp_path, "--num_train_epochs", epochs, *args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming from" in result.stdout
     client, run = only_run(tmp_path, "train_t5")
@@ -256,7 +256,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_into_the_same_run_and_a_finished_r
     steps = [s for s, _ in history(client, run, "loss")]
     assert steps == sorted(set(steps))
     assert run.info.status == "FINISHED"
-    again = train("train_t5.py", tmp_path, "--num_train_epochs", epochs, "--logging_steps", 5)
+    again = train_here("train_t5.py", tmp_path, "--num_train_epochs", epochs, *args)
     assert again.returncode == 0, again.stderr[-3000:]
     client, rerun = only_run(tmp_path, "train_t5")
     assert rerun.info.run_id == run.info.run_id and rerun.info.status == "FINISHED"
@@ -266,19 +266,19 @@ def test_sigkill_mid_epoch_then_rerun_resumes_into_the_same_run_and_a_finished_r
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, epochs, kill_at", [
-    ("train_lora.py", 2, "mid-epoch"),
-    ("train_lora_r1.py", 3, "train:25"),  # step 25 of 17 per epoch: the middle of the second epoch
-    ("train_lora_r1.py", 3, "evaluate:2"),
-    ("train_t5.py", 2, "save:1"),
+@pytest.mark.parametrize("name, epochs, kill_at, data", [
+    ("train_lora_r1.py", 3, "train:25", []),  # step 25 of 17 per epoch: the middle of the second epoch
+    ("train_lora_r1.py", 3, "evaluate:2", []),
+    ("train_t5.py", 2, "save:1", ["--max_train_samples", 640]),
 ])
-def test_killed_run_resumes_into_the_same_run_with_every_epoch_once(tmp_path, name, epochs, kill_at):
-    """SIGKILL mid-epoch, during validation, or half-way through writing a checkpoint; then the same command."""
+def test_killed_run_resumes_into_the_same_run_with_every_epoch_once(tmp_path, name, epochs, kill_at, data):
+    """SIGKILL mid-epoch, during validation, or half-way through writing a checkpoint; then the same command.
+
+    A kill from outside at a moment the test does not choose is the sigkill test above.
+    """
     run_dir = tmp_path / "run"
-    env = {} if kill_at == "mid-epoch" else {"REVIEWKIT_TEST_KILL_AT": kill_at}
-    process = train(name, tmp_path, "--num_train_epochs", epochs, env=env, wait=False)
-    if kill_at == "mid-epoch":
-        kill_in_second_epoch(process, run_dir, after_s=2)
+    process = train(name, tmp_path, "--num_train_epochs", epochs, *data, env={"REVIEWKIT_TEST_KILL_AT": kill_at},
+                    wait=False)
     process.wait(timeout=600)
     assert process.returncode == -signal.SIGKILL
     checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda d: int(d.name.split("-")[1]))
@@ -287,7 +287,7 @@ def test_killed_run_resumes_into_the_same_run_with_every_epoch_once(tmp_path, na
         assert not (checkpoints[0] / "trainer_state.json").exists()
     else:
         assert len(checkpoints) == 1 and (checkpoints[0] / "trainer_state.json").is_file()
-    result = train(name, tmp_path, "--num_train_epochs", epochs)
+    result = train_here(name, tmp_path, "--num_train_epochs", epochs, *data)
     assert result.returncode == 0, result.stderr[-3000:]
     if kill_at == "save:1":
         assert "its save was interrupted" in result.stdout and "resuming from" not in result.stdout
@@ -306,8 +306,8 @@ def test_killed_run_resumes_into_the_same_run_with_every_epoch_once(tmp_path, na
 
 @pytest.mark.slow
 def test_peak_memory_stays_flat_over_many_epochs(tmp_path):
-    epochs = 20
-    result = train("train_lora_r1.py", tmp_path, "--num_train_epochs", epochs)
+    epochs = 20  # of 2 steps each: a leak per step, evaluation or epoch end still adds up over 20 epochs
+    result = train("train_lora_r1.py", tmp_path, "--num_train_epochs", epochs, "--max_train_samples", 64)
     assert result.returncode == 0, result.stderr[-3000:]
     client, run = only_run(tmp_path, "train_lora_r1")
     peaks = dict(history(client, run, "peak_rss_mib"))
@@ -321,9 +321,10 @@ def test_peak_memory_stays_flat_over_many_epochs(tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_two_cpu_processes_log_one_run(tmp_path):
+    seed_mlflow_store(tmp_path / "mlflow.db")
     result = run_python("-m", "torch.distributed.run", "--nproc_per_node", "2", SCRIPTS / "train_t5.py", "--demo",
-                        "--num_train_epochs", "2", "--output_dir", tmp_path / "run", "--tracking_uri",
-                        f"sqlite:///{tmp_path / 'mlflow.db'}")
+                        "--num_train_epochs", "2", "--max_train_samples", "640", "--output_dir", tmp_path / "run",
+                        "--tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("best epoch") == 1
     client, run = only_run(tmp_path, "train_t5")
@@ -335,17 +336,18 @@ def test_torchrun_two_cpu_processes_log_one_run(tmp_path):
 def test_non_finite_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
     from reviewkit.modeling import load_model_and_tokenizer
 
-    result = train("train_t5.py", tmp_path, "--num_train_epochs", 2, env={"REVIEWKIT_TEST_NAN_AT_STEP": "120"})
+    data = ["--max_train_samples", 640]  # 20 steps an epoch
+    result = train("train_t5.py", tmp_path, "--num_train_epochs", 2, *data, env={"REVIEWKIT_TEST_NAN_AT_STEP": "30"})
     assert result.returncode == 1 and "Traceback" not in result.stderr
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1 and "training loss became nan or inf at step 120" in error_lines[0]
+    assert len(error_lines) == 1 and "training loss became nan or inf at step 30" in error_lines[0]
     checkpoints = sorted((tmp_path / "run").glob("checkpoint-*"))
-    assert [c.name for c in checkpoints] == ["checkpoint-109"]
+    assert [c.name for c in checkpoints] == ["checkpoint-20"]
     model, _ = load_model_and_tokenizer(str(checkpoints[0]))
     assert model is not None
     client, run = only_run(tmp_path, "train_t5")
     assert run.info.status == "FAILED"
-    resumed = train("train_t5.py", tmp_path, "--num_train_epochs", 2)
+    resumed = train_here("train_t5.py", tmp_path, "--num_train_epochs", 2, *data)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     client, run = only_run(tmp_path, "train_t5")
     assert [s for s, _ in history(client, run, "eval_loss")] == [1, 2] and run.info.status == "FINISHED"
