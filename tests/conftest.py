@@ -147,7 +147,17 @@ def pytest_configure(config):
 
 
 # Costly fixtures that several tests share; pytest.ini's `--dist loadgroup` sends each one's tests to one worker.
-SHARED_FIXTURES = ("demo_runs", "fresh_clone", "server", "search", "script_flags")
+SHARED_FIXTURES = ("fresh_clone", "demo_runs", "server", "search", "script_flags")
+
+
+def dispatch_order(item) -> int:
+    """xdist hands work out in collection order (pytest.ini: --no-loadscope-reorder): the longest chain, the
+    README in a fresh copy, first; then the session's demo runs on the other worker; then the other slow
+    tests; the quick ones last, to fill the gaps."""
+    group = item.get_closest_marker("xdist_group")
+    if group and group.args[0] in ("fresh_clone", "demo_runs"):
+        return ("fresh_clone", "demo_runs").index(group.args[0])
+    return 2 if item.get_closest_marker("slow") else 3
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
@@ -156,6 +166,7 @@ def pytest_collection_modifyitems(items):
         shared = [name for name in SHARED_FIXTURES if name in item.fixturenames]
         if shared:
             item.add_marker(pytest.mark.xdist_group(shared[0]))
+    items.sort(key=dispatch_order)  # stable: each module's tests stay together within a rank
 
 
 class DemoRuns:
