@@ -121,22 +121,9 @@ def test_lora_parameter_counts_on_the_rut5_small_shape():
     assert lora_trainable(16, ["k", "q", "v"]) == 24 * 3 * 16 * (512 + 384) == 1_032_192
 
 
-def experiment_main(name: str, argv: list, capsys) -> tuple[int, str]:
-    """An experiment script's command line in this process: (exit code, stderr). Its module is its settings."""
-    import importlib
-
-    from reviewkit.training import main
-
-    module = importlib.import_module(name.removesuffix(".py"))
-    try:
-        code = main(module.EXPERIMENT, module.__doc__, module.DEFAULTS, module.DEMO_DEFAULTS, [*map(str, argv)])
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
-
-
-def test_fp16_is_refused_with_one_line(tmp_path, capsys):
-    code, stderr = experiment_main("train_t5.py", ["--demo", "--output_dir", tmp_path / "run", "--fp16"], capsys)
+def test_fp16_is_refused_with_one_line(tmp_path):
+    result = script_here("train_t5.py", "--demo", "--output_dir", tmp_path / "run", "--fp16")
+    code, stderr = result.returncode, result.stderr
     assert code == 2 and "fp16 is refused" in stderr and "Traceback" not in stderr
 
 
@@ -183,12 +170,13 @@ def test_trainer_flags_change_the_run_and_the_same_seed_gives_the_same_losses(tm
     ("train_t5.py", ["--output_dir", "/proc/reviewkit-cannot-write"], "cannot create output directory"),
     ("train_t5.py", ["--tracking_uri", "bogus://x"], "MLflow tracking URI bogus://x cannot be used"),
 ])
-def test_cli_misuse_is_one_line_and_a_nonzero_exit(tmp_path, capsys, name, args, message):
+def test_cli_misuse_is_one_line_and_a_nonzero_exit(tmp_path, name, args, message):
     (tmp_path / "a_file").write_text("x", encoding="utf-8")
     args = [a.replace("{file}", str(tmp_path / "a_file")) for a in args]
     defaults = {"--output_dir": str(tmp_path / "run"), "--tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     args += [item for flag, value in defaults.items() if flag not in args for item in (flag, value)]
-    code, stderr = experiment_main(name, ["--demo", *args], capsys)
+    result = script_here(name, "--demo", *args)
+    code, stderr = result.returncode, result.stderr
     assert code != 0
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], stderr[-2000:]
@@ -201,10 +189,11 @@ def test_the_script_itself_gives_the_one_line_error_and_exit_2(tmp_path):
         "train_lora.py: error: --lora_r must be at least 1 (see --help)"]
 
 
-def test_unreachable_tracking_server_fails_before_training(tmp_path, capsys):
+def test_unreachable_tracking_server_fails_before_training(tmp_path):
     started = time.monotonic()
-    code, stderr = experiment_main("train_t5.py", ["--demo", "--output_dir", tmp_path / "run", "--tracking_uri",
-                                                   "http://127.0.0.1:9"], capsys)
+    result = script_here("train_t5.py", "--demo", "--output_dir", tmp_path / "run", "--tracking_uri",
+                         "http://127.0.0.1:9")
+    code, stderr = result.returncode, result.stderr
     assert code == 1 and time.monotonic() - started < 45  # no minutes of HTTP retries
     assert "http://127.0.0.1:9" in stderr and "unreachable" in stderr
     assert "Traceback" not in stderr and not (tmp_path / "run").exists()
