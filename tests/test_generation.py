@@ -191,7 +191,7 @@ def test_evaluating_twice_leaves_one_evaluation_section_on_the_model_card(traine
     assert first.count("## Evaluation") == 1 and "| all | 30 |" in first
     _, _, data = trained
     again = script_here("evaluate.py", "--model", model, "--data_dir", data, "--num_prompts", 12, "--seed", 3,
-                   "--tracking_uri", tracking)
+                        "--tracking_uri", tracking)
     assert again.returncode == 0, again.stderr[-3000:]
     second = (model / "README.md").read_text(encoding="utf-8")
     assert second.count("## Evaluation") == 1 and "| all | 12 |" in second and "| all | 30 |" not in second
@@ -223,8 +223,8 @@ def test_compare_runs_shows_the_realism_of_the_latest_evaluation(evaluated, tmp_
     import mlflow
 
     _, tracking, model = evaluated
-    result = script_here("compare_runs.py", "--runs", model.parent, "--tracking_uri", tracking, "--output_dir", tmp_path,
-                    "--name", "t5")
+    result = script_here("compare_runs.py", "--runs", model.parent, "--tracking_uri", tracking,
+                         "--output_dir", tmp_path, "--name", "t5")
     assert result.returncode == 0, result.stderr[-3000:]
     header, _, row = (tmp_path / "t5.md").read_text(encoding="utf-8").splitlines()
     cells = dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))

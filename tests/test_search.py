@@ -64,7 +64,7 @@ def test_compare_runs_writes_a_table_and_a_plot(search, tmp_path):
     chosen = children[:2]  # one by run id, one by its output directory
     trial_dir = tmp / "tune" / f"trial-{chosen[1].data.tags['trial']}"
     result = script_here("compare_runs.py", "--runs", chosen[0].info.run_id, trial_dir, "--tracking_uri", tracking,
-                    "--output_dir", tmp_path, "--name", "trials")
+                         "--output_dir", tmp_path, "--name", "trials")
     assert result.returncode == 0, result.stderr[-3000:]
     table = (tmp_path / "trials.md").read_text(encoding="utf-8").splitlines()
     assert len(table) == 2 + len(chosen)
