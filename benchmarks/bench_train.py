@@ -123,9 +123,10 @@ def project_trainer(data: DatasetDict, args, output_dir: str):
             "--per_device_train_batch_size", str(args.batch_size), "--per_device_eval_batch_size",
             str(args.batch_size), "--disable_tqdm", "true", *args.project_flags]
     config, training_args = parse_config("bench", TRAIN_T5_DEFAULTS, {}, argv)
-    params = {"tracking_uri": f"sqlite:///{output_dir}/mlflow.db", "model_id": "random ruT5-small shape"}
+    tracking_uri = f"sqlite:///{output_dir}/mlflow.db"
+    params = {"tracking_uri": tracking_uri, "model_id": "random ruT5-small shape"}
     trainer, _ = build_trainer(config, training_args, "bench_train", random_rut5_small(seed=args.seed),
-                               stub_tokenizer(), data, params)
+                               stub_tokenizer(), data, params, tracking_uri)
     return trainer
 
 

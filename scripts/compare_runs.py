@@ -24,6 +24,7 @@ from reviewkit.cli import ArgumentParser
 from reviewkit.files import atomic_write_text
 from reviewkit.plotting import (RATING_GROUPS, bar_offset, describe_source, history, latest_evaluation, pick_run,
                                 rating_ticks, save)
+from reviewkit.redact import mask_uri
 from reviewkit.tracking_store import RUN_ID_FILE, TrackingError, check_tracking_uri, resolve_tracking_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: run {wanted}: {str(exc).splitlines()[0]}", file=sys.stderr)
             return 1
         if run is None:
-            print(f"error: experiment {wanted} has no finished run in {tracking_uri}", file=sys.stderr)
+            print(f"error: experiment {wanted} has no finished run in {mask_uri(tracking_uri)}", file=sys.stderr)
             return 1
         runs.append(run)
     rows = [row(client, run) for run in runs]

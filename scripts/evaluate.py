@@ -18,23 +18,24 @@ the "Evaluation" section of the model directory's README.md (replacing an earlie
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from reviewkit.cli import ArgumentParser
-from reviewkit.generation import add_model_flags, add_sampling_flags, generate_reviews, load_for_generation, settings_from
+from reviewkit.cli import ArgumentParser, int_in
+from reviewkit.evaluation_run import CHART, REVIEWS_TABLE, describe_training_run, log_evaluation, review_rows
+from reviewkit.generation import (add_model_flags, add_sampling_flags, generate_reviews, load_for_generation,
+                                  prompt_of, settings_from, with_empty_nulls)
 from reviewkit.keywords import Lemmatizer
 from reviewkit.model_card import CARD_NAME, add_evaluation_to_card
 from reviewkit.modeling import ModelSourceError
-from reviewkit.prompt import build_prompt
 from reviewkit.quality import RatingClassifier, copied, distinct_n, keyword_coverage, rating_consistency
 from reviewkit.realism import FOLDS, realism_by_rating
-from reviewkit.tracking_store import RUN_ID_FILE, TrackingError, check_tracking_uri, resolve_tracking_uri
+from reviewkit.redact import mask_uri
+from reviewkit.tracking_store import TrackingError, check_tracking_uri, resolve_tracking_uri
 
 SHARE_COLUMNS = ("consistency", "within_1", "keyword_coverage", "distinct_1", "distinct_2", "copied", "length",
                  "real_length")
@@ -108,44 +109,25 @@ def add_realism(table: dict[str, dict], rows: list[dict], reviews: list[str], te
     return {group: result.reason for group, result in realism.items() if result.reason}
 
 
-def log_to_mlflow(tracking_uri: str, model_dir: Path, table: dict, params: dict) -> str:
-    import mlflow
-    from mlflow.entities import Metric, Param
-
-    client = mlflow.MlflowClient(tracking_uri)
-    run_file = model_dir.parent / RUN_ID_FILE
-    parent = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else {}
-    tags = {"script": "evaluate"}
-    if parent.get("tracking_uri") == tracking_uri:
-        parent_run = client.get_run(parent["run_id"])
-        experiment_id = parent_run.info.experiment_id
-        tags["mlflow.parentRunId"] = parent["run_id"]
-    else:
-        experiment = client.get_experiment_by_name("evaluate")
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment("evaluate")
-    run = client.create_run(experiment_id, run_name=f"evaluate {model_dir}", tags=tags)
-    now = int(time.time() * 1000)
-    metrics = [Metric(f"auto_{name}_{rating}", float(value), now, 0)
-               for rating, values in table.items() for name, value in values.items()]
-    client.log_batch(run.info.run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()])
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_flags(parser)
     parser.add_argument("--data_dir", required=True, help="output directory of prepare_data.py")
-    parser.add_argument("--num_prompts", type=int, default=200, help="test prompts to generate for")
+    parser.add_argument("--num_prompts", type=int_in(1), default=200,
+                        help="test prompts to generate for; at most the rows of the test split")
     parser.add_argument("--tracking_uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the "
                              "current directory)")
     add_sampling_flags(parser)
-    args = parser.parse_args(argv)
-    if args.num_prompts < 1:
-        parser.error("--num_prompts must be at least 1")
-    return args
+    return parser.parse_args(argv)
+
+
+def read_split(path: Path, columns: list[str]) -> pa.Table:
+    try:
+        return pq.read_table(path, columns=columns)
+    except (OSError, pa.ArrowException) as exc:
+        raise ValueError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
 
 
 def load_inputs(args: argparse.Namespace, tracking_uri: str):
@@ -154,24 +136,37 @@ def load_inputs(args: argparse.Namespace, tracking_uri: str):
     check_tracking_uri(tracking_uri)
     if not (data_dir / "train.parquet").is_file() or not (data_dir / "test.parquet").is_file():
         raise ValueError(f"{data_dir} is not an output of prepare_data.py (train/test parquet missing)")
-    train = pq.read_table(data_dir / "train.parquet", columns=["text", "rating"]).to_pydict()
-    test = pq.read_table(data_dir / "test.parquet", columns=["text", "rating", "rubrics", "keywords"]).to_pylist()
+    train = read_split(data_dir / "train.parquet", ["text", "rating"]).to_pydict()
+    test = with_empty_nulls(read_split(data_dir / "test.parquet", ["text", "rating", "rubrics", "keywords"]).to_pylist())
     if not test:
         raise ValueError(f"the test split in {data_dir} is empty")
     model, tokenizer = load_for_generation(args.model, args.base_model)
     return train, test, model, tokenizer
 
 
-def update_model_card(model_dir: Path, markdown: str, settings: dict) -> None:
+def update_model_card(model_dir: Path, markdown: str, settings: dict) -> Path | None:
+    """The updated card's path; None when there is no local card to update (said on stderr)."""
     if not model_dir.is_dir():
         print(f"note: {model_dir} is not a local directory; no model card to update", file=sys.stderr)
-        return
+        return None
     try:
         add_evaluation_to_card(model_dir, markdown, settings)
     except OSError as exc:
         print(f"warning: the model card in {model_dir} was not updated ({exc})", file=sys.stderr)
-        return
+        return None
     print(f"evaluation written to the model card {model_dir / CARD_NAME}")
+    return model_dir / CARD_NAME
+
+
+def draw_rows(args: argparse.Namespace, test: list[dict]) -> tuple[list[dict], list[str]]:
+    """(rows, prompts) of --num_prompts test rows at random; ValueError naming the row whose prompt cannot be built."""
+    if args.num_prompts > len(test):
+        print(f"note: --num_prompts {args.num_prompts} is more than the {len(test)} rows of the test split in "
+              f"{args.data_dir}: all {len(test)} are used", file=sys.stderr)
+    drawn = np.random.default_rng(args.seed).choice(len(test), size=min(args.num_prompts, len(test)), replace=False)
+    rows = [test[i] for i in drawn]
+    test_path = Path(args.data_dir) / "test.parquet"
+    return rows, [prompt_of(row, f"{test_path} row {i + 1}") for i, row in zip(drawn, rows)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,15 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     try:
         train, test, model, tokenizer = load_inputs(args, tracking_uri)
+        rows, prompts = draw_rows(args, test)
     except (TrackingError, ValueError, ModelSourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     classifier = RatingClassifier(seed=args.seed).fit(train["text"], train["rating"])
     test_exact, test_within = rating_consistency([r["rating"] for r in test],
                                                  classifier.predict([r["text"] for r in test]))
-    rng = np.random.default_rng(args.seed)
-    rows = [test[i] for i in rng.choice(len(test), size=min(args.num_prompts, len(test)), replace=False)]
-    prompts = [build_prompt(r["rating"], r["rubrics"], r["keywords"]) for r in rows]
     reviews = [texts[0] for texts in generate_reviews(model, tokenizer, prompts, settings_from(args), args.batch_size)]
     table = quality_table(rows, reviews, train, classifier)
     unmeasured = add_realism(table, rows, reviews, test, args.seed)
@@ -203,11 +196,16 @@ def main(argv: list[str] | None = None) -> int:
               "classifier_test_accuracy": round(test_exact, 4), "classifier_test_within_1": round(test_within, 4),
               **{f"realism_unmeasured_{group}": reason[:500] for group, reason in unmeasured.items()},
               **settings_from(args).as_dict()}
-    run_id = log_to_mlflow(tracking_uri, Path(args.model), table, params)
-    print(f"logged to MLflow run {run_id} ({tracking_uri})")
+    evaluation = markdown_table(table) + "".join(f"\n\n{note}." for note in notes)
+    per_review = review_rows(rows, prompts, reviews, classifier, train["text"])
+    run_id, training_run_id = log_evaluation(tracking_uri, Path(args.model), table, params, per_review, evaluation)
+    print(f"logged to MLflow run {run_id} ({mask_uri(tracking_uri)}): measures, {len(reviews)} reviews "
+          f"in {REVIEWS_TABLE}, the chart {CHART}")
     card_settings = {k: v for k, v in params.items() if not k.startswith("realism_unmeasured_")}
-    update_model_card(Path(args.model), markdown_table(table) + "".join(f"\n\n{note}." for note in notes),
-                      {**card_settings, "mlflow_run": run_id, "tracking_uri": tracking_uri})
+    card = update_model_card(Path(args.model), evaluation,
+                             {**card_settings, "mlflow_run": run_id, "tracking_uri": mask_uri(tracking_uri)})
+    if card is not None and training_run_id:
+        describe_training_run(tracking_uri, training_run_id, card.read_text(encoding="utf-8"))
     return 0
 
 

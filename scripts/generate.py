@@ -3,7 +3,8 @@
     python scripts/generate.py --model outputs/demo/train_t5/final --rating 4 --rubrics "Кафе" --keywords "кофе, десерт"
     python scripts/generate.py --model outputs/demo/train_lora/final --prompts_file prompts.csv --output reviews.csv
 
-A prompts file has the columns rating, rubrics (separated by ;) and keywords (separated by ,).
+A prompts file has the columns rating, rubrics (separated by ;) and keywords (separated by ,);
+an empty or null rubrics or keywords is empty. Its rows are counted from 1, after the CSV header.
 """
 
 from __future__ import annotations
@@ -13,26 +14,36 @@ import csv
 import sys
 from pathlib import Path
 
-from reviewkit.cli import ArgumentParser
-from reviewkit.cleaning import parse_rating
+from reviewkit.cli import ArgumentParser, check_output, int_in
 from reviewkit.files import atomic_path
-from reviewkit.generation import add_model_flags, add_sampling_flags, generate_reviews, load_for_generation, settings_from
+from reviewkit.generation import (add_model_flags, add_sampling_flags, generate_reviews, load_for_generation,
+                                  prompt_of, settings_from)
 from reviewkit.modeling import ModelSourceError
-from reviewkit.prompt import build_prompt
 
 
 def read_prompt_rows(path: str) -> list[dict]:
-    """Rows of rating, rubrics, keywords; ValueError with a one-line reason."""
+    """Rows of rating, rubrics, keywords; ValueError with a one-line reason that names the file."""
     file = Path(path)
     if not file.is_file():
         raise ValueError(f"prompts file not found: {path}")
-    if file.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
+    try:
+        if file.suffix.lower() == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
 
-        rows = pq.read_table(file).to_pylist()
-    else:
-        with open(file, encoding="utf-8-sig", newline="") as f:
-            rows = list(csv.DictReader(f))
+            try:
+                rows = pq.read_table(file).to_pylist()
+            except pa.ArrowException as exc:
+                raise ValueError(f"cannot read prompts file {path}: {str(exc).splitlines()[0]}") from None
+        else:
+            with open(file, encoding="utf-8-sig", newline="") as f:
+                rows = list(csv.DictReader(f))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"prompts file {path} is not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise ValueError(f"prompts file {path} is not a readable CSV: {exc}") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read prompts file {path}: {exc.strerror or exc}") from None
     if not rows:
         raise ValueError(f"prompts file {path} has no rows")
     missing = {"rating", "rubrics", "keywords"} - set(rows[0])
@@ -41,11 +52,11 @@ def read_prompt_rows(path: str) -> list[dict]:
     return rows
 
 
-def prompt_rating(value) -> int:
-    rating, reason = parse_rating(value)  # the cleaning rule: an integer from 1 to 5
-    if reason:
-        raise ValueError(f"rating must be an integer from 1 to 5, got {value!r}")
-    return rating
+def write_reviews(path: str, prompts: list[str], reviews: list[list[str]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["prompt", "review"])
+        writer.writerows((p, review) for p, texts in zip(prompts, reviews) for review in texts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,17 +68,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keywords", default="", help='keywords of one prompt, e.g. "кофе, десерт"')
     parser.add_argument("--prompts_file", help="CSV or parquet with columns rating, rubrics, keywords")
     parser.add_argument("--output", help="write prompt,review rows to this CSV instead of printing")
-    parser.add_argument("--num_return_sequences", type=int, default=1, help="reviews per prompt")
+    parser.add_argument("--num_return_sequences", type=int_in(1), default=1, help="reviews per prompt")
     add_sampling_flags(parser)
     args = parser.parse_args(argv)
     if (args.rating is None) == (args.prompts_file is None):
         parser.error("give either --rating (with --rubrics and --keywords) or --prompts_file")
-    if args.num_return_sequences < 1:
-        parser.error("--num_return_sequences must be at least 1")
+    if args.output:
+        check_output(parser, "--output", args.output)
     try:
-        rows = read_prompt_rows(args.prompts_file) if args.prompts_file else [
-            {"rating": args.rating, "rubrics": args.rubrics, "keywords": args.keywords}]
-        prompts = [build_prompt(prompt_rating(r["rating"]), r["rubrics"] or "", r["keywords"] or "") for r in rows]
+        if args.prompts_file:
+            rows = read_prompt_rows(args.prompts_file)
+            prompts = [prompt_of(row, f"prompts file {args.prompts_file}, row {number}")
+                       for number, row in enumerate(rows, start=1)]
+        else:
+            prompts = [prompt_of({"rating": args.rating, "rubrics": args.rubrics, "keywords": args.keywords},
+                                 "--rating")]
         model, tokenizer = load_for_generation(args.model, args.base_model)
     except (ValueError, ModelSourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -75,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     reviews = generate_reviews(model, tokenizer, prompts, settings_from(args, args.num_return_sequences),
                                args.batch_size)
     if args.output:
-        with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["prompt", "review"])
-            writer.writerows((p, review) for p, texts in zip(prompts, reviews) for review in texts)
+        try:
+            write_reviews(args.output, prompts, reviews)
+        except OSError as exc:
+            print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         print(f"wrote {sum(map(len, reviews))} reviews to {args.output}")
     else:
         for prompt, texts in zip(prompts, reviews):

@@ -4,7 +4,7 @@
     python scripts/plot_runs.py --tracking_uri http://HOST:5000 --t5_run_id RUN_ID
 
 Writes into --output_dir: t5_val_loss.png, t5_train_loss.png, t5_epochs.png, lora_val_loss.png,
-lora_train_loss.png, lora_epochs.png, lora_r1_val_loss.png (best epoch marked),
+lora_train_loss.png, lora_epochs.png, lora_r12_val_loss.png (best epoch marked),
 compare_val_loss.png, and auto_measures_by_rating.png when evaluate.py has logged its per-rating
 measures under the chosen training runs. An experiment without a finished run, or a run without a
 metric, is named in a warning; the exit code is 1 when nothing could be plotted.
@@ -20,12 +20,14 @@ from matplotlib.figure import Figure
 
 from reviewkit.cli import ArgumentParser
 from reviewkit.plotting import describe_source, history, latest_evaluation, pick_run, plot_rating_measures, save
+from reviewkit.redact import mask_uri
 from reviewkit.tracking_store import TrackingError, check_tracking_uri, resolve_tracking_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS = {"train_t5": "t5", "train_lora": "lora", "train_lora_r1": "lora_r1"}
+# File name prefixes as the original work named its plots (lora_r12: LoRA on ratings 1 and 2).
+EXPERIMENTS = {"train_t5": "t5", "train_lora": "lora", "train_lora_r1": "lora_r12"}
 TITLES = {"t5": "ruT5-small, full fine-tune", "lora": "LoRA r=4 on q,v, all data",
-          "lora_r1": "LoRA r=16 on k,q,v, ratings 1-2"}
+          "lora_r12": "LoRA r=16 on k,q,v, ratings 1-2"}
 
 
 def plot_epoch_metric(points, prefix: str, metric: str, label: str, path: Path, source: str,
@@ -60,7 +62,7 @@ def plot_experiment(client, run, experiment: str, output: Path) -> tuple[list[st
     prefix = EXPERIMENTS[experiment]
     run_id, source = run.info.run_id, describe_source([run], PROJECT_ROOT)
     wanted = {"eval_loss": history(client, run_id, "eval_loss")}
-    if prefix != "lora_r1":
+    if prefix != "lora_r12":
         wanted["train_loss"] = history(client, run_id, "train_loss")
         wanted["epoch"] = history(client, run_id, "epoch")
     missing = [name for name, points in wanted.items() if not points]
@@ -70,7 +72,7 @@ def plot_experiment(client, run, experiment: str, output: Path) -> tuple[list[st
     if wanted["eval_loss"]:
         written.append(f"{prefix}_val_loss.png")
         plot_epoch_metric(wanted["eval_loss"], prefix, "eval_loss", "validation loss per epoch", output / written[-1],
-                          source, best=prefix == "lora_r1")
+                          source, best=prefix == "lora_r12")
     if wanted.get("train_loss"):
         written.append(f"{prefix}_train_loss.png")
         plot_epoch_metric(wanted["train_loss"], prefix, "train_loss", "mean training loss per epoch",
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {experiment}: {str(exc).splitlines()[0]}", file=sys.stderr)
             continue
         if run is None:
-            print(f"warning: {experiment}: no finished run in {tracking_uri}; its plots are skipped", file=sys.stderr)
+            print(f"warning: {experiment}: no finished run in {mask_uri(tracking_uri)}; its plots are skipped", file=sys.stderr)
             continue
         names, eval_loss = plot_experiment(client, run, experiment, output)
         written += names
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print("note: no evaluate.py run under the chosen training runs; auto_measures_by_rating.png is skipped",
               file=sys.stderr)
     if not written:
-        print(f"error: nothing to plot: no finished training run in {tracking_uri}", file=sys.stderr)
+        print(f"error: nothing to plot: no finished training run in {mask_uri(tracking_uri)}", file=sys.stderr)
         return 1
     print(f"wrote {', '.join(written)} to {output}")
     return 0

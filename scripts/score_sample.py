@@ -4,7 +4,9 @@
     python scripts/score_sample.py t5_vs_lora.txt --key t5_vs_lora.key.json    # per model, and the models compared
     python scripts/score_sample.py --mark t5_vs_lora.txt                       # mark it in the terminal
 
-Entries whose mark is empty, not 0/1, or that cannot be read are listed by number and excluded.
+A file with lines that cannot be placed in an entry (a repeated entry number, a broken header, a
+second line of one field, text outside an entry) is refused with the list of those lines. Entries
+whose mark is empty or not 0/1, or that lack a field, are listed by number and line and excluded.
 With the key of a sample of several models (sample.py --model A --model B), each model is scored
 and every two models are compared: the difference of their shares with its 95% interval
 (Newcombe's hybrid score method) and a two-sided test, McNemar's exact test on the prompts both
@@ -21,8 +23,9 @@ from pathlib import Path
 
 from reviewkit.cli import ArgumentParser
 from reviewkit.comparison import MCNEMAR, Comparison, compare, wilson_interval
-from reviewkit.files import atomic_write_text, remove_stale_temporaries
-from reviewkit.marking import Entry, KeyFileError, SampleKey, key_mismatch, key_path_for, parse_sample, read_key, set_mark
+from reviewkit.files import atomic_path, remove_stale_temporaries
+from reviewkit.marking import KeyFileError, SampleKey, key_mismatch, key_path_for, read_key
+from reviewkit.sample_file import MARKS, Entry, Incomplete, SampleFile, read_sample_file, summarize
 
 ANSWERS = {"1": "1", "0": "0", "s": "skip", "skip": "skip", "q": "quit", "quit": "quit"}
 
@@ -34,40 +37,67 @@ class ScoreError(Exception):
 @dataclass
 class Tally:
     marked: list[Entry] = field(default_factory=list)
-    unmarked: list[str] = field(default_factory=list)
-    malformed: list[str] = field(default_factory=list)
+    unmarked: list[Entry] = field(default_factory=list)
+    to_mark: list[Entry] = field(default_factory=list)  # unmarked or marked other than 0/1: what --mark offers
+    malformed: list[str] = field(default_factory=list)  # "N at line L (why)": a bad mark or a missing field
 
 
-def read_sample(path: str) -> tuple[str, list[Entry | tuple[int, str]]]:
+def read_text(path: str) -> str:
+    """The file exactly as it is: its line endings and byte-order mark are kept, so a save changes only a mark."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScoreError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    return text, parse_sample(text)
+        with open(path, encoding="utf-8", newline="") as f:
+            return f.read()
+    except UnicodeDecodeError as exc:
+        raise ScoreError(f"cannot read {path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})") \
+            from None
+    except OSError as exc:
+        raise ScoreError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def tally(entries: list[Entry | tuple[int, str]]) -> Tally:
+def read_sample(path: str, purpose: str) -> tuple[str, SampleFile]:
+    """The text and the entries of a sample file that has no line the reader cannot place, and at least one entry."""
+    text = read_text(path)
+    sample = read_sample_file(text)
+    if sample.errors:
+        raise ScoreError(f"{path} cannot be {purpose}: {len(sample.errors)} line(s) to fix by hand first: "
+                         f"{summarize(sample.errors)}")
+    if not sample.entries:
+        raise ScoreError(f"{path} holds no entries ('=== N ===' headers written by sample.py)")
+    return text, sample
+
+
+def tally(sample: SampleFile) -> Tally:
+    """The entries by state, each list in file order."""
     result = Tally()
-    for entry in entries:
-        if not isinstance(entry, Entry):
-            result.malformed.append(f"{entry[0]} ({entry[1]})")
-        elif entry.mark == "":
-            result.unmarked.append(str(entry.number))
-        elif entry.mark not in ("0", "1"):
-            result.malformed.append(f"{entry.number} (mark {entry.mark!r} is not 0 or 1)")
-        else:
+    for entry in sample.entries:
+        where = f"{entry.number} at line {sample.header_line[entry.number]}"
+        if isinstance(entry, Incomplete):
+            result.malformed.append(f"{where} ({entry.reason})")
+        elif entry.mark in MARKS:
             result.marked.append(entry)
+        else:
+            result.to_mark.append(entry)
+            if entry.mark == "":
+                result.unmarked.append(entry)
+            else:
+                result.malformed.append(f"{where} (mark {entry.mark!r} is not 0 or 1)")
     return result
 
 
-def warn_excluded(counts: Tally) -> None:
+def warn_excluded(sample: SampleFile, counts: Tally) -> None:
+    """Every entry the scores leave out, and numbers missing from 1..N (an entry deleted by hand), on stderr."""
     if counts.unmarked:
-        print(f"warning: {len(counts.unmarked)} unmarked entries excluded: {', '.join(counts.unmarked)}",
-              file=sys.stderr)
+        print(f"warning: {len(counts.unmarked)} unmarked entries excluded: "
+              f"{', '.join(str(e.number) for e in counts.unmarked)}", file=sys.stderr)
     if counts.malformed:
         print(f"warning: {len(counts.malformed)} malformed entries excluded: {'; '.join(counts.malformed)}",
               file=sys.stderr)
+    numbers = {entry.number for entry in sample.entries}
+    gaps = sorted(set(range(1, max(numbers) + 1)) - numbers)
+    if gaps:
+        shown = ", ".join(map(str, gaps[:10])) + (f" and {len(gaps) - 10} more" if len(gaps) > 10 else "")
+        print(f"warning: the entries are numbered up to {max(numbers)}, but {len(gaps)} number(s) are not in the "
+              f"file: {shown}", file=sys.stderr)
 
 
 def score_line(label: str, marks: list[int]) -> str:
@@ -85,12 +115,12 @@ def score_table(marked: list[Entry]) -> list[str]:
             *(score_line(f"rating {rating}", by_rating[rating]) for rating in sorted(by_rating))]
 
 
-def load_key(key_path: str, sample_path: str, text: str, entries: list) -> SampleKey:
+def load_key(key_path: str, sample_path: str, sample: SampleFile) -> SampleKey:
     try:
         key = read_key(key_path)
     except KeyFileError as exc:
         raise ScoreError(str(exc)) from None
-    mismatch = key_mismatch(key, entries, text)
+    mismatch = key_mismatch(key, sample)
     if mismatch:
         raise ScoreError(f"{key_path} does not match {sample_path}: {mismatch}")
     return key
@@ -141,14 +171,14 @@ def print_by_model(key: SampleKey, marked: list[Entry]) -> None:
 
 
 def score(sample_path: str, key_path: str | None) -> None:
-    text, entries = read_sample(sample_path)
-    key = load_key(key_path, sample_path, text, entries) if key_path else None
-    labels = sorted({entry.model for entry in entries if isinstance(entry, Entry) and entry.model})
+    _, sample = read_sample(sample_path, "scored")
+    key = load_key(key_path, sample_path, sample) if key_path else None
+    labels = sorted({entry.model for entry in sample.entries if isinstance(entry, Entry) and entry.model})
     if key is None and len(labels) > 1:
         raise ScoreError(f"{sample_path} holds entries of {len(labels)} models ({', '.join(labels)}): "
                          f"pass --key {key_path_for(sample_path)} to score each model")
-    counts = tally(entries)
-    warn_excluded(counts)
+    counts = tally(sample)
+    warn_excluded(sample, counts)
     if not counts.marked:
         raise ScoreError(f"no marked entries in {sample_path} (write 1 or 0 after 'mark:')")
     if key is None:
@@ -160,7 +190,9 @@ def score(sample_path: str, key_path: str | None) -> None:
 def show_entry(entry: Entry, counts: Tally) -> None:
     correct = sum(int(e.mark) for e in counts.marked)
     print(f"\n=== {entry.number} ===   marked {len(counts.marked)} ({correct} correct), "
-          f"{len(counts.unmarked)} remaining")
+          f"{len(counts.to_mark)} remaining")
+    if entry.mark:
+        print(f"(its mark {entry.mark!r} is not 0 or 1: the answer replaces it)")
     for name in ("model", "rating", "rubrics", "keywords", "review"):
         if getattr(entry, name):
             print(f"{name}: {getattr(entry, name)}")
@@ -179,46 +211,58 @@ def ask() -> str:
         print(f"{answer!r} is not an answer: type 1, 0, s or q")
 
 
-def save(sample_path: str, text: str) -> None:
+def save(sample_path: str, before: str, after: str) -> None:
+    """Write `after` over the file, which must still hold `before`: an edit made meanwhile is never overwritten."""
+    if read_text(sample_path) != before:
+        raise ScoreError(f"{sample_path} was changed by something else while marking; the last answer is not "
+                         f"saved: rerun --mark to continue from the file as it is now")
     try:
-        atomic_write_text(sample_path, text)
+        with atomic_path(sample_path) as tmp:
+            tmp.write_bytes(after.encode("utf-8"))
     except OSError as exc:
         raise ScoreError(f"cannot save {sample_path}: {exc.strerror or exc}") from None
 
 
 def mark(sample_path: str, key_path: str | None) -> None:
-    """Ask for the mark of every unmarked entry in turn; the file is saved after each answer."""
-    text, entries = read_sample(sample_path)
+    """Ask for the mark of every entry without a 0/1 mark in turn; the file is saved after each answer."""
+    text, sample = read_sample(sample_path, "marked")
     if key_path:
-        load_key(key_path, sample_path, text, entries)
+        load_key(key_path, sample_path, sample)
     remove_stale_temporaries(Path(sample_path).parent, of=Path(sample_path).name)
     stopped = False
-    for entry in [e for e in entries if isinstance(e, Entry) and e.mark == ""]:
-        show_entry(entry, tally(parse_sample(text)))
+    for entry in tally(sample).to_mark:
+        show_entry(entry, tally(sample))
         answer = ask()
         if answer == "quit":
             stopped = True
             break
         if answer != "skip":
-            text = set_mark(text, entry.number, answer)
-            save(sample_path, text)
-    finish_marking(sample_path, key_path, tally(parse_sample(text)), stopped)
+            marked = sample.with_mark(entry.number, answer)
+            save(sample_path, text, marked)
+            text, sample = marked, read_sample_file(marked)
+    finish_marking(sample_path, key_path, sample, stopped)
 
 
-def finish_marking(sample_path: str, key_path: str | None, counts: Tally, stopped: bool) -> None:
-    if counts.unmarked:
+def finish_marking(sample_path: str, key_path: str | None, sample: SampleFile, stopped: bool) -> None:
+    counts = tally(sample)
+    if counts.to_mark:
         rerun = f"python scripts/score_sample.py --mark {sample_path}" + (f" --key {key_path}" if key_path else "")
-        print(f"\n{'quit' if stopped else 'done'}: saved to {sample_path}; {len(counts.unmarked)} entries unmarked "
-              f"(to continue: {rerun})\n")
+        bad = len(counts.to_mark) - len(counts.unmarked)
+        print(f"\n{'quit' if stopped else 'done'}: saved to {sample_path}; {len(counts.unmarked)} entries unmarked"
+              + (f", {bad} with a mark other than 0 or 1" if bad else "") + f" (to continue: {rerun})\n")
+    elif counts.malformed:
+        print(f"\nevery entry that can be marked is marked; saved to {sample_path}; "
+              f"{len(counts.malformed)} entries lack fields and cannot be (listed below)\n")
     else:
         print(f"\nevery entry is marked; saved to {sample_path}\n")
     if not counts.marked:
+        warn_excluded(sample, counts)
         print("nothing is marked yet")
-    elif key_path and not counts.unmarked:
+    elif key_path and not counts.to_mark:
         score(sample_path, key_path)
     else:
         # Scores per model would tell the marker which model is which: they wait until nothing is left to mark.
-        warn_excluded(counts)
+        warn_excluded(sample, counts)
         print("\n".join(score_table(counts.marked)))
         if key_path:
             print(f"(the scores per model from {key_path} are printed once every entry is marked)")

@@ -10,27 +10,37 @@ objective is the trial's lowest validation loss over its epochs; Optuna's median
 trial whose validation loss after an epoch is worse than the median of earlier trials there.
 `--grid` searches a small grid instead of TPE.
 
-The study is stored in OUTPUT_DIR/study.db: rerunning the same command resumes it (finished
-trials are kept; a trial a kill interrupted is retried from its own checkpoints once its heartbeat
-is older than a minute). Processes started with the same --output_dir share the study and run
-trials in parallel, e.g. one per GPU with CUDA_VISIBLE_DEVICES=0 / 1 / ... in front of the same
-command (start one first: it creates the study and the parent MLflow run). The parent run, in the
-experiment `tune_lora`, gets the best configuration and a table of all trials.
+The study is stored in OUTPUT_DIR/study.db unless --storage names a shared one: any Optuna
+database URL (postgresql://USER@HOST/DB, mysql+pymysql://..., sqlite:///PATH) or the path of a
+journal file on a shared disk. Rerunning the same command resumes the study: finished trials are
+kept, and a trial whose worker died (its heartbeat silent for three --heartbeat_interval) is
+retried, from its own checkpoints when they are on this machine. Workers started with the same
+--storage and --study_name join one study, from any machine, each with its own --output_dir
+(e.g. one per GPU with CUDA_VISIBLE_DEVICES=0 / 1 / ... in front of the same command): no trial
+runs twice, and --trials counts the finished (complete or pruned) trials of all of them. The
+search's parent MLflow run, in the experiment `tune_lora`, is found through the study: every
+worker nests its trials under it, and it gets the best configuration and a table of all trials.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import TrainerCallback
 
 from reviewkit.config import parse_config
 from reviewkit.files import atomic_write_text
+from reviewkit.mlflow_conventions import source_tags
+from reviewkit.redact import mask_uri, redact, remember_secrets
 from reviewkit.trainer import NonFiniteLossError
+from reviewkit.tracking_store import RUN_ID_FILE
 from reviewkit.training import TrainingError, run
 
 EXPERIMENT = "tune_lora"
@@ -53,6 +63,25 @@ TARGET_CHOICES = ("q,v", "k,q,v", "q,k,v,o", "q,k,v,o,wi_0,wi_1,wo")
 RANKS = (2, 4, 8, 16, 32)
 ALPHAS = (1, 4, 8, 16, 32)
 GRID = {"lora_r": [4, 16], "lora_alpha": [1, 16], "lora_target_modules": ["q,v", "k,q,v"]}
+PARENT_WAIT_S = 30.0  # how long a joining worker waits for the study's creator to name the parent run
+POLL_S = 2.0  # how often a worker with nothing left to start looks at the other workers' trials
+
+
+class SurplusTrial(Exception):
+    """Another worker started the search's last trial at the same moment; this one is dropped unrun."""
+
+
+class RecordTrialRun(TrainerCallback):
+    """Stores the trial's MLflow run id in the study once training starts: a worker that retries the trial
+    after this one died can then close that run."""
+
+    def __init__(self, trial):
+        self.trial = trial
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        run_file = Path(args.output_dir) / RUN_ID_FILE
+        if args.process_index == 0 and run_file.is_file():
+            self.trial.set_user_attr("mlflow_run_id", json.loads(run_file.read_text(encoding="utf-8"))["run_id"])
 
 
 class PruneOnValidation(TrainerCallback):
@@ -80,10 +109,22 @@ class SearchSettings:
         "help": "lowest learning rate searched (default: --learning_rate / 10)"})
     learning_rate_max: float | None = field(default=None, metadata={
         "help": "highest learning rate searched (default: --learning_rate x 3)"})
+    storage: str | None = field(default=None, metadata={
+        "help": "Optuna storage shared by the search's workers: a database URL (postgresql://USER:PASSWORD@HOST/DB, "
+                "mysql+pymysql://..., sqlite:///PATH) or the path of a journal file on a shared disk "
+                "(default: sqlite OUTPUT_DIR/study.db)"})
+    study_name: str = field(default=EXPERIMENT, metadata={"help": "the study's name in --storage: workers with the "
+                                                                  "same storage and name form one search"})
+    heartbeat_interval: int = field(default=20, metadata={
+        "help": "seconds between a running trial's heartbeats in a database storage; a trial silent for three "
+                "intervals is taken as dead and retried (a journal file has no heartbeat)"})
 
     def __post_init__(self):
         if self.trials < 1:
             raise ValueError("--trials must be at least 1")
+        if self.heartbeat_interval < 1:
+            raise ValueError("--heartbeat_interval must be at least 1 (seconds)")
+        remember_secrets(self.storage)
 
 
 def suggest(trial, search: SearchSettings, config, training_args) -> dict:
@@ -113,18 +154,92 @@ def train_command(config, chosen: dict) -> str:
     return f"python scripts/train_lora.py {data} {flags}"
 
 
-def parent_run(client, study, tracking_uri: str) -> str:
-    """The search's MLflow run, created by the first process and found by the others through the study."""
-    stored = study.user_attrs.get("mlflow_parent")
-    if stored and stored["tracking_uri"] == tracking_uri:
-        client.update_run(stored["run_id"], status="RUNNING")
-        return stored["run_id"]
+def open_storage(search: SearchSettings, output_dir: Path):
+    """(Optuna storage, whether it has heartbeats): --storage as a database URL or a journal file path."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    from reviewkit.tracking_store import check_database
+
+    url = search.storage or f"sqlite:///{output_dir / 'study.db'}"
+    if "://" not in url:
+        path = Path(url)
+        if not path.parent.is_dir():
+            raise ValueError(f"--storage {url}: the directory {path.parent} does not exist")
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path))), False
+    check_database(url)  # DatabaseError: host and database named, password masked
+    try:
+        return RDBStorage(url, heartbeat_interval=search.heartbeat_interval,
+                          grace_period=3 * search.heartbeat_interval,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2)), True
+    except Exception as exc:  # noqa: BLE001 - unknown scheme, missing driver, unreadable file: one answer
+        raise ValueError(f"--storage {mask_uri(url)} cannot be used ({redact(str(exc).splitlines()[0])})") from None
+
+
+def open_study(storage, name: str, sampler, pruner):
+    """(study, True if this process created it): creation is atomic in the storage, so exactly one worker of
+    those started at once learns that it is the creator."""
+    import optuna
+
+    try:
+        return optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=sampler,
+                                   pruner=pruner), True
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner), False
+
+
+def parent_run(client, study, created: bool) -> str:
+    """The search's MLflow run, created by the study's creator and found by the other workers through the study."""
+    deadline = time.monotonic() + (0 if created else PARENT_WAIT_S)
+    while True:
+        stored = study.user_attrs.get("mlflow_parent") or {}
+        if stored.get("run_id") or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    if stored.get("run_id"):
+        try:
+            client.update_run(stored["run_id"], status="RUNNING")
+            return stored["run_id"]
+        except Exception:  # noqa: BLE001 - the run is in another tracking store or was deleted: start a new one
+            pass
     experiment = client.get_experiment_by_name(EXPERIMENT)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
     run_id = client.create_run(experiment_id, run_name=f"search {study.study_name}",
-                               tags={"script": EXPERIMENT}).info.run_id
-    study.set_user_attr("mlflow_parent", {"tracking_uri": tracking_uri, "run_id": run_id})
+                               tags=source_tags()).info.run_id
+    study.set_user_attr("mlflow_parent", {"run_id": run_id})
     return run_id
+
+
+def close_interrupted_run(client, trial, trial_dir: Path) -> None:
+    """A retried trial: mark the MLflow run of the worker that died KILLED, unless this worker resumes that run."""
+    old_run = trial.user_attrs.get("mlflow_run_id")
+    run_file = trial_dir / RUN_ID_FILE
+    resumed = run_file.is_file() and json.loads(run_file.read_text(encoding="utf-8")).get("run_id") == old_run
+    if old_run and not resumed:
+        client.set_terminated(old_run, status="KILLED")
+
+
+def trial_counts(study) -> tuple[int, int, int]:
+    """(finished, running, waiting) trials of the whole study, every worker's."""
+    from optuna.trial import TrialState
+
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    return (sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states), states.count(TrialState.RUNNING),
+            states.count(TrialState.WAITING))
+
+
+def check_not_surplus(study, trial, wanted: int) -> None:
+    """SurplusTrial when the trials numbered before this one already fill --trials (two workers asked at once)."""
+    from optuna.trial import TrialState
+
+    counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    earlier = sum(t.number < trial.number and t.state in counted for t in study.get_trials(deepcopy=False))
+    if earlier >= wanted:
+        trial.set_user_attr("surplus", True)
+        raise SurplusTrial(f"the search's {wanted} trials were all started by other workers; trial {trial.number} "
+                           "is dropped unrun")
 
 
 def trials_table(study) -> str:
@@ -132,6 +247,8 @@ def trials_table(study) -> str:
     lines = ["| trial | state | objective (best eval_loss) | " + " | ".join(names) + " |",
              "|---" * (len(names) + 3) + "|"]
     for trial in study.trials:
+        if trial.user_attrs.get("surplus"):
+            continue
         value = f"{trial.value:.4f}" if trial.value is not None else "—"
         cells = [short_value(trial.params[n]) if n in trial.params else "—" for n in names]
         lines.append(f"| {trial.number} | {trial.state.name} | {value} | " + " | ".join(cells) + " |")
@@ -144,43 +261,51 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
     import optuna
     from mlflow.entities import Metric, RunTag
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-    from optuna.study import MaxTrialsCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
     from optuna.trial import TrialState
 
     from reviewkit.files import OutputDirError, ensure_output_dir
-    from reviewkit.tracking_store import TrackingError, check_tracking_uri, resolve_tracking_uri
+    from reviewkit.tracking_store import DatabaseError, TrackingError, check_tracking_uri, resolve_tracking_uri
 
+    # Heartbeats and trial retries are experimental in Optuna; they are used knowingly.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     tracking_uri = resolve_tracking_uri(config.tracking_uri)
     try:
         check_tracking_uri(tracking_uri)
         output_dir = ensure_output_dir(training_args.output_dir)
-    except (TrackingError, OutputDirError) as exc:
+        storage, has_heartbeat = open_storage(search, output_dir)
+    except DatabaseError as exc:
+        print(f"error: Optuna storage {exc}", file=sys.stderr)
+        return 1
+    except (TrackingError, OutputDirError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    storage = RDBStorage(f"sqlite:///{output_dir / 'study.db'}", heartbeat_interval=20, grace_period=60,
-                         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+    shown_storage = mask_uri(search.storage) if search.storage else str(output_dir / "study.db")
     sampler = (optuna.samplers.GridSampler({**GRID}, seed=training_args.seed) if search.grid
                else optuna.samplers.TPESampler(seed=training_args.seed))
-    study = optuna.create_study(study_name=EXPERIMENT, storage=storage, direction="minimize", sampler=sampler,
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-                                load_if_exists=True)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    study, created = open_study(storage, search.study_name, sampler, pruner)
     client = mlflow.MlflowClient(tracking_uri)
-    parent_id = parent_run(client, study, tracking_uri)
+    parent_id = parent_run(client, study, created)
 
     def objective(trial):
+        check_not_surplus(study, trial, search.trials)
         chosen = suggest(trial, search, config, training_args)
         # A retried trial continues in the directory (checkpoints, MLflow run) of the one a kill interrupted.
         frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
         number = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+        trial_dir = output_dir / f"trial-{trial.number if number is None else number}"
+        if number is not None:
+            close_interrupted_run(client, trial, trial_dir)
         number = trial.number if number is None else number
         trial_config = dataclasses.replace(config, **{k: v for k, v in chosen.items() if k != "learning_rate"})
         trial_args = copy.deepcopy(training_args)
         trial_args.learning_rate = chosen["learning_rate"]
-        trial_args.output_dir, trial_args.run_name = str(output_dir / f"trial-{number}"), f"trial {number}"
+        trial_args.output_dir, trial_args.run_name = str(trial_dir), f"trial {number}"
         pruning = PruneOnValidation(trial)
         try:
-            summary = run(trial_config, trial_args, EXPERIMENT, callbacks=(pruning,), parent_run_id=parent_id)
+            summary = run(trial_config, trial_args, EXPERIMENT, callbacks=(RecordTrialRun(trial), pruning),
+                          parent_run_id=parent_id)
         except NonFiniteLossError as exc:
             raise optuna.TrialPruned(f"diverged: {exc}") from None
         client.set_tag(summary["run_id"], "trial", str(trial.number))
@@ -190,20 +315,34 @@ def main(argv: list[str] | None = None) -> int:
         return summary["best_eval_loss"]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    deadline = None if search.timeout is None else time.monotonic() + search.timeout
+    told_waiting = False
     try:
-        study.optimize(objective, timeout=search.timeout, catch=(),
-                       callbacks=[MaxTrialsCallback(search.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))])
+        while deadline is None or time.monotonic() < deadline:
+            if has_heartbeat:
+                fail_stale_trials(study)  # a dead worker's trial goes back to the queue as a WAITING copy
+            finished, running, waiting = trial_counts(study)
+            if finished >= search.trials:
+                break
+            if not waiting and finished + running >= search.trials:
+                if not has_heartbeat:
+                    break  # a journal file cannot tell a dead worker's trial from a live one: nothing to wait for
+                if not told_waiting:
+                    print(f"waiting for {running} running trial(s) of other workers to finish", file=sys.stderr)
+                    told_waiting = True
+                time.sleep(POLL_S)
+                continue
+            study.optimize(objective, n_trials=1, catch=(SurplusTrial,))
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         client.set_terminated(parent_id, status="FAILED")
         return 1
     except KeyboardInterrupt:
-        print(f"interrupted: rerun the same command to resume the study in {output_dir / 'study.db'}",
-              file=sys.stderr)
+        print(f"interrupted: rerun the same command to resume the study in {shown_storage}", file=sys.stderr)
         return 130
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     table = trials_table(study)
-    atomic_write_text(output_dir / "trials.md", table)
+    atomic_write_text(output_dir / "trials.md", redact(table))
     client.log_artifact(parent_id, str(output_dir / "trials.md"))
     if not complete:
         print("error: no trial completed (all pruned, failed or diverged); see trials.md", file=sys.stderr)

@@ -135,6 +135,16 @@ def read_reviews(source: str):
 
 
 @pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server with a password (tests/postgres_server.py), for the whole session."""
+    from postgres_server import start_postgres
+
+    server = start_postgres()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="session")
 def lemmatizer():
     from reviewkit.keywords import Lemmatizer
 
@@ -147,7 +157,7 @@ def pytest_configure(config):
 
 
 # Costly fixtures that several tests share; pytest.ini's `--dist loadgroup` sends each one's tests to one worker.
-SHARED_FIXTURES = ("fresh_clone", "demo_runs", "server", "search", "script_flags")
+SHARED_FIXTURES = ("fresh_clone", "demo_runs", "server", "search", "script_flags", "postgres")
 
 
 def dispatch_order(item) -> int:

@@ -1,12 +1,17 @@
 """generate.py, sample.py and score_sample.py on the demo models."""
 
 import json
+import os
 import subprocess
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from conftest import SCRIPTS, run_python, script_here
+from conftest import DEMO_INPUT, SCRIPTS, read_reviews, run_python, script_here, seed_mlflow_store
 
-from reviewkit.marking import Entry, format_sample, parse_sample
+from reviewkit.mlflow_conventions import card_description
+from reviewkit.sample_file import Entry, format_sample, parse_sample
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +70,9 @@ def test_score_lists_unmarked_and_malformed_entries(tmp_path):
     result = script_here("score_sample.py", path)
     assert result.returncode == 0
     assert "1 unmarked entries excluded: 2" in result.stderr
-    assert "2 malformed entries excluded: 4 (mark 'yes' is not 0 or 1); 5 (missing rubrics, keywords, mark)" \
-        in result.stderr
+    lines = text.splitlines()
+    assert (f"2 malformed entries excluded: 4 at line {lines.index('=== 4 ===') + 1} (mark 'yes' is not 0 or 1); "
+            f"5 at line {lines.index('=== 5 ===') + 1} (missing rubrics, keywords, mark)") in result.stderr
     overall = next(line for line in result.stdout.splitlines() if line.startswith("all"))
     assert overall.split()[1:4] == ["2", "1", "0.50"]
 
@@ -154,6 +160,24 @@ def test_evaluate_prints_the_per_rating_table_and_logs_a_nested_run(evaluated):
     metrics = run.data.metrics
     assert metrics["auto_n_all"] == 30 and 0 <= metrics["auto_consistency_all"] <= 1
     assert float(run.data.params["classifier_test_accuracy"]) > 0.5
+    assert run.data.tags["mlflow.source.name"] == "scripts/evaluate.py" and run.info.run_name.startswith("evaluate · ")
+    assert {"generated_reviews.json", "auto_measures_by_rating.png"} <= {a.path for a in client.list_artifacts(run_id)}
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking)  # load_table searches the runs through the fluent API's store
+    try:
+        reviews = client.load_table(run.info.experiment_id, "generated_reviews.json", run_ids=[run_id])
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert len(reviews) == 30 and reviews["review"].map(len).gt(0).all()
+    assert set(reviews.columns) >= {"prompt", "requested_rating", "review", "predicted_rating", "consistent",
+                                    "keyword_coverage", "copied", "length"}
+    assert reviews["consistent"].mean() == pytest.approx(metrics["auto_consistency_all"])
+    assert all(f"рейтинг: {r}" in p for r, p in zip(reviews["requested_rating"], reviews["prompt"]))
+    chart = Path(client.download_artifacts(run_id, "auto_measures_by_rating.png", str(model.parent / "dl")))
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+    card = (model / "README.md").read_text(encoding="utf-8")
+    note = client.get_run(parent_id).data.tags["mlflow.note.content"]
+    assert note == card_description(card) and "## Evaluation" in note and "See this run's Parameters" in note
 
 
 @pytest.mark.slow
@@ -208,7 +232,7 @@ def test_plot_runs_writes_valid_pngs_and_names_what_is_missing(evaluated, tmp_pa
     result = script_here("plot_runs.py", "--tracking_uri", tracking, "--output_dir", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("t5_val_loss", "t5_train_loss", "t5_epochs", "lora_val_loss", "lora_train_loss", "lora_epochs",
-                 "lora_r1_val_loss", "compare_val_loss", "auto_measures_by_rating"):
+                 "lora_r12_val_loss", "compare_val_loss", "auto_measures_by_rating"):
         path = tmp_path / f"{name}.png"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         pixels = matplotlib.image.imread(path)
@@ -304,3 +328,144 @@ def test_interrupted_evaluate_logs_nothing_and_a_rerun_logs_one_complete_run(tra
     assert len(runs) == before + 1
     newest = max(runs, key=lambda r: r.info.start_time)
     assert newest.info.status == "FINISHED" and newest.data.metrics["auto_n_all"] == 100
+
+
+# Flags checked before any work: the model paths below do not exist, so a check that came after the model
+# was loaded would answer "model directory not found" instead.
+
+def base_args(name: str, tmp_path) -> list:
+    return {"sample.py": ["--model", "/no/such/model", "--data_dir", "/no/such/data", "--output", tmp_path / "s.txt"],
+            "generate.py": ["--model", "/no/such/model", "--rating", 5],
+            "evaluate.py": ["--model", "/no/such/model", "--data_dir", "/no/such/data",
+                            "--tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]}[name]
+
+
+@pytest.mark.parametrize("name", ["sample.py", "generate.py", "evaluate.py"])
+@pytest.mark.parametrize("flag, value", [
+    ("--temperature", "0"), ("--temperature", "-0.5"), ("--temperature", "nan"), ("--temperature", "inf"),
+    ("--top_p", "0"), ("--top_p", "1.5"), ("--top_k", "-1"), ("--no_repeat_ngram_size", "-1"),
+    ("--batch_size", "0"), ("--max_new_tokens", "0"), ("--seed", "-1"), ("--seed", str(2**32)),
+    ("--batch_size", "many"),
+])
+def test_sampling_values_out_of_range_are_one_line_before_any_model_loads(tmp_path, name, flag, value):
+    result = script_here(name, *base_args(name, tmp_path), flag, value)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"{name}: error: argument {flag}: ") and value in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("name, flag, value", [
+    ("generate.py", "--num_return_sequences", "0"), ("sample.py", "--n", "0"), ("evaluate.py", "--num_prompts", "0"),
+])
+def test_counts_below_one_are_one_line(tmp_path, name, flag, value):
+    result = script_here(name, *base_args(name, tmp_path), flag, value)
+    assert result.returncode == 2 and f"argument {flag}: must be an integer at least 1, got 0" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["sample.py", "generate.py", "evaluate.py"])
+def test_the_edges_of_the_ranges_are_accepted(tmp_path, name):
+    result = script_here(name, *base_args(name, tmp_path), "--top_p", 1, "--top_k", 0, "--temperature", 1e-3,
+                         "--seed", 2**32 - 1, "--batch_size", 1, "--max_new_tokens", 1)
+    assert result.returncode == 1 and "argument" not in result.stderr  # past the flags, stopped by the missing input
+
+
+def unwritable_outputs(tmp_path) -> dict:
+    """{output path: what the error says}."""
+    (tmp_path / "file.txt").write_text("x", encoding="utf-8")
+    return {tmp_path / "missing" / "out.csv": f"directory {tmp_path / 'missing'} does not exist",
+            tmp_path: "it is a directory",
+            tmp_path / "file.txt" / "out.csv": f"{tmp_path / 'file.txt'} is not a directory"}
+
+
+@pytest.mark.parametrize("name", ["sample.py", "generate.py"])
+def test_an_output_that_cannot_be_written_is_one_line_before_any_model_loads(tmp_path, name):
+    for output, reason in unwritable_outputs(tmp_path).items():
+        args = [a for a in base_args(name, tmp_path) if a != tmp_path / "s.txt"]
+        args = args[:-1] if name == "sample.py" else args  # drop the default --output
+        result = script_here(name, *args, "--output", output)
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+        assert f"error: --output {output} cannot be written: {reason} (see --help)" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory")
+@pytest.mark.parametrize("name", ["sample.py", "generate.py"])
+def test_an_output_in_a_read_only_directory_is_one_line(tmp_path, name):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        args = base_args(name, tmp_path)[:-2] if name == "sample.py" else base_args(name, tmp_path)
+        result = script_here(name, *args, "--output", locked / "out.txt")
+    finally:
+        locked.chmod(0o755)
+    assert result.returncode == 2 and f"directory {locked} is not writable" in result.stderr
+
+
+def test_the_key_of_a_sample_of_several_models_is_checked_too(tmp_path):
+    (tmp_path / "s.key.json").mkdir()
+    result = script_here("sample.py", *base_args("sample.py", tmp_path), "--model", "/no/other")
+    assert result.returncode == 2 and f"the key {tmp_path / 's.key.json'} cannot be written: it is a directory" \
+        in result.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"rating,rubrics,keywords\n5,\xd0\x9a\xd0\xb0\xd1\x84\xd0\xb5,\n7,Bank,x\n",
+     "prompts file {path}, row 2: rating must be an integer from 1 to 5, got '7'"),
+    (b"rating,rubrics,keywords\n5,Caf\xe9,\n", "prompts file {path} is not UTF-8 text (byte 29)"),
+    (b"rating,rubrics,keywords\n,Bank,x\n", "prompts file {path}, row 1: rating must be an integer from 1 to 5, got ''"),
+])
+def test_a_bad_prompts_file_names_the_file_and_the_row(tmp_path, content, message):
+    path = tmp_path / "prompts.csv"
+    path.write_bytes(content)
+    result = script_here("generate.py", "--model", "/no/such/model", "--prompts_file", path)
+    assert result.returncode == 1 and result.stderr == f"error: {message.format(path=path)}\n"
+
+
+def test_a_broken_parquet_prompts_file_names_the_file(tmp_path):
+    path = tmp_path / "prompts.parquet"
+    path.write_bytes(b"not parquet at all")
+    result = script_here("generate.py", "--model", "/no/such/model", "--prompts_file", path)
+    assert result.returncode == 1 and result.stderr.startswith(f"error: cannot read prompts file {path}: ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """An untrained tiny demo model and prepared-like splits whose test split has null rubrics and keywords."""
+    from reviewkit.demo import build_demo_model
+
+    root = tmp_path_factory.mktemp("tiny")
+    reviews = [r.fields for r, _ in zip(read_reviews(str(DEMO_INPUT)), range(400))]
+    model = build_demo_model([r["text"] for r in reviews], root / "model", seed=0)
+    ratings = [int(float(r["rating"])) for r in reviews]
+    (root / "data").mkdir()
+    pq.write_table(pa.table({"text": [r["text"] for r in reviews[:300]], "rating": ratings[:300]}),
+                   root / "data" / "train.parquet")
+    test = reviews[300:]
+    pq.write_table(pa.table({
+        "text": [r["text"] for r in test], "rating": ratings[300:],
+        "rubrics": [None if i % 3 == 0 else r["rubrics"] for i, r in enumerate(test)],
+        "keywords": pa.array([None if i % 4 == 0 else ["кофе"] for i in range(len(test))], pa.list_(pa.string()))}),
+        root / "data" / "test.parquet")
+    return model, root / "data", len(test)
+
+
+def test_evaluate_reads_null_rubrics_and_keywords_and_says_when_it_has_fewer_prompts(tiny, tmp_path):
+    model, data, rows = tiny
+    seed_mlflow_store(tmp_path / "mlflow.db")
+    result = script_here("evaluate.py", "--model", model, "--data_dir", data, "--num_prompts", rows + 50,
+                         "--max_new_tokens", 8, "--tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"note: --num_prompts {rows + 50} is more than the {rows} rows of the test split in {data}: all {rows} " \
+           f"are used" in result.stderr.splitlines()
+    assert printed_table(result.stdout)["all"]["n"] == str(rows)
+
+
+def test_generate_reads_a_parquet_prompts_file_with_nulls(tiny, tmp_path):
+    model, _, _ = tiny
+    path = tmp_path / "prompts.parquet"
+    pq.write_table(pa.table({"rating": [5, 1], "rubrics": [None, "Аптека"],
+                             "keywords": pa.array([None, ["очередь"]], pa.list_(pa.string()))}), path)
+    result = script_here("generate.py", "--model", model, "--prompts_file", path, "--max_new_tokens", 4)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[0] == "рейтинг: 5 | рубрики:  | ключевые слова: "

@@ -14,7 +14,8 @@ from conftest import DEMO_INPUT, ROOT, SCRIPTS, script_here, tool_env
 from scipy.stats import norm
 
 from reviewkit.comparison import FISHER, MCNEMAR, compare, fisher_exact_p, mcnemar_exact_p, newcombe_interval, wilson_interval
-from reviewkit.marking import Entry, compute_sample_id, format_key, format_sample, key_path_for, parse_sample
+from reviewkit.marking import format_key, key_path_for
+from reviewkit.sample_file import Entry, compute_sample_id, entry_fingerprint, format_sample, parse_sample
 
 PROMPTS = [(5, "Кафе;Кофейня", ["кофе", "десерт"]), (1, "Аптека", ["очередь"]), (4, "Автосервис", ["шина"]),
            (2, "Супермаркет", ["касса", "акция"]), (3, "Кафе", ["обед"]), (5, "Салон красоты", ["мастер"]),
@@ -77,6 +78,14 @@ def test_blind_sample_shuffles_both_models_unnamed_and_its_key_maps_each_entry_b
         own = alone[label][prompt]
         assert (entry.rating, entry.rubrics, entry.keywords, entry.review) == (own.rating, own.rubrics,
                                                                                own.keywords, own.review)
+    marked = text.replace("mark:", "mark: 1")
+    first_review, second_review = entries[0].review, entries[1].review
+    output.write_text(marked, encoding="utf-8")
+    assert script_here("score_sample.py", output, "--key", key_path_for(output)).returncode == 0
+    output.write_text(swap(marked, first_review, second_review), encoding="utf-8")  # as another shuffle would
+    swapped = script_here("score_sample.py", output, "--key", key_path_for(output))
+    assert swapped.returncode == 1 and "entry 1 (line " in swapped.stderr
+    output.write_text(text, encoding="utf-8")
     again = tmp_path / "again" / "t5_vs_lora.txt"
     again.parent.mkdir()
     assert run_sample(data, "--model", first, "--model", second, "--blind", "--output", again) == 0
@@ -130,6 +139,64 @@ def test_blind_with_one_model_is_a_usage_error(tmp_path):
     result = script_here("sample.py", "--model", tmp_path, "--blind", "--data_dir", tmp_path)
     assert result.returncode == 2 and result.stderr.strip().endswith("--blind needs at least two --model (see --help)")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_more_prompts_than_the_test_split_is_said_on_one_line(two_models, tmp_path, capsys):
+    data, first, _ = two_models
+    output = tmp_path / "all.txt"
+    assert run_sample(data, "--model", first, "--n", 20, "--output", output) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "--n" in line]
+    assert notes == [f"note: --n 20 is more than the {len(PROMPTS)} rows of {data / 'test.parquet'}: the sample has "
+                     f"all {len(PROMPTS)}"]
+    assert len(parse_sample(output.read_text(encoding="utf-8"))) == len(PROMPTS)
+
+
+def test_null_rubrics_and_keywords_in_the_test_split_read_as_empty(two_models, tmp_path):
+    _, first, _ = two_models
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"rating": pa.array([5, 1, 4], pa.int8()), "rubrics": ["Кафе", None, "Банк"],
+                             "keywords": pa.array([["кофе"], ["очередь"], None], pa.list_(pa.string()))}),
+                   tmp_path / "data" / "test.parquet")
+    output = tmp_path / "s.txt"
+    assert run_sample(tmp_path / "data", "--model", first, "--n", 3, "--output", output) == 0
+    entries = {(e.rating, e.rubrics, e.keywords) for e in parse_sample(output.read_text(encoding="utf-8"))}
+    assert entries == {("5", "Кафе", "кофе"), ("1", "", "очередь"), ("4", "Банк", "")}
+
+
+def test_a_bad_rating_in_the_test_split_names_its_row(two_models, tmp_path, capsys):
+    _, first, _ = two_models
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"rating": pa.array([5, 9], pa.int8()), "rubrics": ["Кафе", "Банк"],
+                             "keywords": pa.array([["кофе"], ["кредит"]], pa.list_(pa.string()))}),
+                   tmp_path / "data" / "test.parquet")
+    assert run_sample(tmp_path / "data", "--model", first, "--n", 2, "--output", tmp_path / "s.txt") == 1
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'data' / 'test.parquet'} row 2: rating must be an "
+                                       f"integer from 1 to 5, got 9\n")
+
+
+def test_an_output_that_cannot_be_written_after_generation_is_one_line(two_models, tmp_path, monkeypatch, capsys):
+    """The directory passes the check before the model loads, and is gone when the sample is written."""
+    import shutil
+
+    import sample
+
+    data, first, second = two_models
+    generate = sample.generate_with
+
+    def generate_then_remove(*args):
+        reviews = generate(*args)
+        shutil.rmtree(tmp_path / "out", ignore_errors=True)
+        return reviews
+
+    monkeypatch.setattr(sample, "generate_with", generate_then_remove)
+    for models in ([first], [first, second]):
+        (tmp_path / "out").mkdir(exist_ok=True)
+        output = tmp_path / "out" / "s.txt"
+        assert run_sample(data, *(f for m in models for f in ("--model", m)), "--output", output) == 1
+        written = output if len(models) == 1 else key_path_for(output)
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if "error" in line.lower()]
+        assert errors == [f"error: cannot write {written}: No such file or directory"] and "Traceback" not in err
 
 
 # The statistics, checked against textbook formulas computed here and against Newcombe's published table.
@@ -198,14 +265,19 @@ def test_compare_pairs_only_when_given_pairs():
 
 # score_sample.py on known marks.
 
-def known_sample(tmp_path, outcomes, paired=True, labels=("full", "lora")):
-    """A marked sample and its key: outcomes[k] = the marks of prompt k, one per label ('' = unmarked)."""
+def known_sample(tmp_path, outcomes, paired=True, labels=("full", "lora"), fingerprints=True, review="Отзыв"):
+    """A marked sample and its key: outcomes[k] = the marks of prompt k, one per label ('' = unmarked).
+
+    fingerprints=False writes a key as sample.py did before entry fingerprints.
+    """
     entries, keyed, number = [], {}, 0
     for prompt, marks in enumerate(outcomes):
         for label, mark in zip(labels, marks):
             number += 1
-            entries.append(Entry(number, str(1 + prompt % 5), "Кафе", "кофе", f"Отзыв {number}", mark))
+            entries.append(Entry(number, str(1 + prompt % 5), "Кафе", "кофе", f"{review} {number}", mark))
             keyed[number] = {"model": label, "path": f"/models/{label}", "prompt_index": prompt if paired else None}
+            if fingerprints:
+                keyed[number]["fingerprint"] = entry_fingerprint(entries[-1])
     sample = tmp_path / "s.txt"
     unmarked = [Entry(e.number, e.rating, e.rubrics, e.keywords, e.review) for e in entries]
     sample_id = compute_sample_id(unmarked)
@@ -259,7 +331,8 @@ def test_three_models_are_compared_pairwise_and_unmarked_entries_are_listed(tmp_
     assert result.returncode == 0, result.stderr
     assert [line for line in result.stdout.splitlines() if " vs " in line] == ["a vs b", "a vs c", "b vs c"]
     assert "1 unmarked entries excluded: 6" in result.stderr
-    assert "1 malformed entries excluded: 15 (mark 'yes' is not 0 or 1)" in result.stderr
+    header = sample.read_text(encoding="utf-8").splitlines().index("=== 15 ===") + 1
+    assert f"1 malformed entries excluded: 15 at line {header} (mark 'yes' is not 0 or 1)" in result.stderr
     a_vs_c = result.stdout.split("a vs c")[1]
     assert "McNemar's exact test on 3 prompts marked for both: 1 correct only for a, 1 only for c" in a_vs_c
 
@@ -279,6 +352,105 @@ def test_a_key_that_does_not_fit_the_sample_is_one_line(tmp_path):
     for bad_key, message in ((tmp_path / "missing.json", "cannot read key"), (sample, "not JSON")):
         result = script_here("score_sample.py", sample, "--key", bad_key)
         assert result.returncode == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def swap(text: str, a: str, b: str) -> str:
+    return text.replace(a, "\0").replace(b, a).replace("\0", b)
+
+
+def without_id_lines(sample, key):
+    """Delete the sample-id line of the file and the sample_id of the key."""
+    sample.write_text(re.sub(r"# Sample id: \w+\n", "", sample.read_text(encoding="utf-8")), encoding="utf-8")
+    document = json.loads(key.read_text(encoding="utf-8"))
+    del document["sample_id"]
+    key.write_text(json.dumps(document), encoding="utf-8")
+
+
+def test_a_key_of_another_sample_of_the_same_size_is_refused_without_the_id_lines(tmp_path):
+    sample, key = known_sample(tmp_path, PAIRED[:4])
+    (tmp_path / "other").mkdir()
+    other_sample, other_key = known_sample(tmp_path / "other", PAIRED[:4], review="Другой отзыв")
+    for path in (key, other_key):
+        without_id_lines(sample if path == key else other_sample, path)
+    assert "Sample id" not in sample.read_text(encoding="utf-8")
+    own = script_here("score_sample.py", sample, "--key", key)
+    assert own.returncode == 0 and "full vs lora" in own.stdout, own.stderr  # the content ties them, not the id
+    header = sample.read_text(encoding="utf-8").splitlines().index("=== 1 ===") + 1
+    for args in ((sample, "--key", other_key), ("--mark", sample, "--key", other_key)):
+        result = script_here("score_sample.py", *args, stdin="1\n")
+        assert result.returncode == 1 and len(result.stderr.splitlines()) == 1 and "mark 1" not in result.stdout
+        assert f"entry 1 (line {header}) is not the entry the key was written for" in result.stderr
+
+
+def test_a_key_refuses_a_file_whose_entry_was_changed_and_names_it(tmp_path):
+    sample, key = known_sample(tmp_path, PAIRED[:4])
+    text = sample.read_text(encoding="utf-8")
+    sample.write_text(swap(text, "review: Отзыв 6\n", "review: Отзыв 7\n"), encoding="utf-8")
+    changed = [e.number for e, f in zip(parse_sample(sample.read_text(encoding="utf-8")), parse_sample(text))
+               if e.review != f.review]
+    assert changed == [6, 7]  # two reviews swapped: the same set of texts, each under the other's number
+    result = script_here("score_sample.py", sample, "--key", key)
+    header = sample.read_text(encoding="utf-8").splitlines().index("=== 6 ===") + 1
+    assert result.returncode == 1 and f"entry 6 (line {header}) is not the entry the key" in result.stderr
+    spaced = text.replace("review: Отзыв 6", "review:   Отзыв   6  ")  # whitespace an editor may change
+    sample.write_text(spaced, encoding="utf-8")
+    assert script_here("score_sample.py", sample, "--key", key).returncode == 0
+
+
+def test_a_key_written_before_fingerprints_loads_only_for_its_unchanged_sample(tmp_path):
+    new_sample, new_key = known_sample(tmp_path, PAIRED)
+    expected = script_here("score_sample.py", new_sample, "--key", new_key)
+    (tmp_path / "old").mkdir()
+    sample, key = known_sample(tmp_path / "old", PAIRED, fingerprints=False)
+    assert "fingerprint" not in key.read_text(encoding="utf-8")
+    scored = script_here("score_sample.py", sample, "--key", key)
+    assert scored.returncode == 0 and scored.stdout == expected.stdout.replace(str(tmp_path / "s.txt"), str(sample))
+    text = sample.read_text(encoding="utf-8")
+    sample.write_text(re.sub(r"# Sample id: \w+\n", "", text), encoding="utf-8")
+    assert script_here("score_sample.py", sample, "--key", key).returncode == 0  # the id line is not needed
+    sample.write_text(text.replace("review: Отзыв 5", "review: Отзыв 50"), encoding="utf-8")  # the id line kept
+    changed = script_here("score_sample.py", sample, "--key", key)
+    assert changed.returncode == 1 and len(changed.stderr.splitlines()) == 1
+    assert "written by an older sample.py without entry fingerprints" in changed.stderr
+    assert "regenerate the sample and its key with sample.py" in changed.stderr
+    sample.write_text(text, encoding="utf-8")
+    without_id_lines(sample, key)
+    neither = script_here("score_sample.py", sample, "--key", key)
+    assert neither.returncode == 1 and "neither entry fingerprints nor a sample id" in neither.stderr
+
+
+def drop(mapping, name):
+    del mapping[name]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: d["models"][0].pop("label"), "model 1 of 'models' has no 'label'"),
+    (lambda d: d.update(models="full, lora"), "it has no 'models' list"),
+    (lambda d: drop(d, "entries"), "it has no 'entries' object"),
+    (lambda d: d["entries"].update({"1": "full"}), "entry 1 does not name its model"),
+    (lambda d: d["entries"]["2"].pop("model"), "entry 2 does not name its model"),
+    (lambda d: d["entries"]["3"].update(model="base"), "entry 3 names model 'base', which is not in 'models'"),
+    (lambda d: d["entries"]["2"].pop("fingerprint"), "entry 2 has no fingerprint, and other entries have one"),
+    (lambda d: d["entries"]["2"].update(fingerprint="xyz"), "entry 2: fingerprint 'xyz' is not 16 hexadecimal digits"),
+    (lambda d: d["entries"].update({"x": d["entries"]["1"]}), "'x' in 'entries' is not an entry number"),
+    (lambda d: d["entries"]["4"].update(prompt_index="1"), "entry 4: prompt_index '1' is not an integer"),
+    (lambda d: d.update(sample_id=7), "its sample_id 7 is not a string"),
+])
+def test_a_key_missing_a_field_gets_a_sentence(tmp_path, damage, message):
+    sample, key = known_sample(tmp_path, PAIRED[:4])
+    document = json.loads(key.read_text(encoding="utf-8"))
+    damage(document)
+    key.write_text(json.dumps(document), encoding="utf-8")
+    result = script_here("score_sample.py", sample, "--key", key)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr == f"error: {key} is not a key written by sample.py: {message}\n"
+
+
+def test_a_key_that_is_not_a_json_object_gets_a_sentence(tmp_path):
+    sample, key = known_sample(tmp_path, PAIRED[:4])
+    key.write_text("[1, 2]", encoding="utf-8")
+    result = script_here("score_sample.py", sample, "--key", key)
+    assert result.returncode == 1 and result.stderr.endswith(": it is not a JSON object\n")
 
 
 # Marking in the terminal.

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_python
 
-from reviewkit.marking import parse_sample
+from reviewkit.sample_file import parse_sample
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 PLOTS = ("t5_val_loss", "t5_train_loss", "t5_epochs", "lora_val_loss", "lora_train_loss", "lora_epochs",
-         "lora_r1_val_loss", "compare_val_loss", "auto_measures_by_rating")
+         "lora_r12_val_loss", "compare_val_loss", "auto_measures_by_rating")
 
 
 def bash_blocks(section: str) -> list[list[str]]:

@@ -1,51 +1,16 @@
 """The training scripts against a real `mlflow server` over HTTP, including a server that dies mid-training."""
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import mlflow
 import pytest
 from conftest import SCRIPTS, script_here, tool_env
+from mlflow_server import TrackingServer
 
 pytestmark = pytest.mark.slow  # real trainings: the whole module runs in the full suite only
-
-
-class TrackingServer:
-    """`mlflow server` on 127.0.0.1 with a sqlite backend and an artifact root in a temporary directory."""
-
-    def __init__(self, root):
-        self.root = root
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.process = None
-
-    def start(self):
-        command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-                   "--backend-store-uri", f"sqlite:///{self.root / 'backend.db'}",
-                   "--artifacts-destination", str(self.root / "artifacts")]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(self.root / "server.log", "ab"),
-                                        start_new_session=True)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, (self.root / "server.log").read_text(errors="replace")[-2000:]
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.5)
-        raise TimeoutError(f"mlflow server did not answer on {self.uri}")
-
-    def kill(self):
-        os.killpg(self.process.pid, signal.SIGKILL)  # the server and its uvicorn worker
-        self.process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +68,7 @@ def test_plot_runs_reads_the_server(server, tmp_path):
     result = script_here("plot_runs.py", "--tracking_uri", server.uri, "--output_dir", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("t5_val_loss", "t5_train_loss", "t5_epochs", "lora_val_loss", "lora_train_loss", "lora_epochs",
-                 "lora_r1_val_loss", "compare_val_loss"):
+                 "lora_r12_val_loss", "compare_val_loss"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -11,6 +11,7 @@ from conftest import DEMO_INPUT, ROOT, SCRIPTS, run_python, script, script_here,
 from peft import LoraConfig, TaskType, get_peft_model
 from reference import random_rut5_small
 
+from reviewkit.mlflow_conventions import card_description
 from reviewkit.modeling import count_parameters
 
 
@@ -54,7 +55,12 @@ def test_train_t5_demo_logs_every_epoch_and_the_loss_falls(demo_runs):
     assert int(params["trainable_parameters"]) == int(params["total_parameters"]) > 0
     output_dir = demo_runs.output_dir("train_t5")
     assert params["output_dir"] == str(output_dir) and params["model_id"]
-    assert len(run.data.tags["git_commit"]) in (7, 40) or run.data.tags["git_commit"] == "unknown"
+    tags = run.data.tags
+    assert tags["mlflow.source.name"] == "scripts/train_t5.py" and tags["mlflow.source.type"] == "LOCAL"
+    assert len(tags["mlflow.source.git.commit"]) == 40 or tags["mlflow.source.git.commit"] == "unknown"
+    assert tags["mlflow.user"] and run.info.run_name == "train_t5 · demo · samples 1280 · epochs 3"
+    card = (output_dir / "final" / "README.md").read_text(encoding="utf-8")
+    assert tags["mlflow.note.content"] == card_description(card) and "## Training result" in card
     assert run.data.metrics["best_epoch"] == 3 and run.data.metrics["best_eval_loss"] == pytest.approx(losses[2])
     assert (output_dir / "demo_data" / "report.json").is_file()  # the demo keeps its data and model here
     assert params["model_id"] == str(output_dir / "demo_model")
@@ -66,6 +72,25 @@ def test_train_t5_demo_logs_every_epoch_and_the_loss_falls(demo_runs):
     final = output_dir / "final"
     assert (final / "model.safetensors").is_file()
     assert not [p for p in final.iterdir() if p.suffix in (".bin", ".pt", ".pth")]
+
+
+@pytest.mark.slow
+def test_runs_show_their_splits_as_datasets_with_a_content_digest(demo_runs):
+    """train_t5 and train_lora prepare the same demo data in their own directories: the same datasets in MLflow;
+    train_lora_r1's ratings 1-2 are other data."""
+    for name in ("train_t5", "train_lora", "train_lora_r1"):
+        demo_runs.result(name)
+    inputs = {}
+    for name in ("train_t5", "train_lora", "train_lora_r1"):
+        client, run = only_run(demo_runs.root, name)
+        inputs[name] = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset
+                        for i in client.get_run(run.info.run_id).inputs.dataset_inputs}
+        assert set(inputs[name]) == {"training", "validation"}
+        assert {d.name for d in inputs[name].values()} == {"demo_data"}
+        assert "train.parquet" in inputs[name]["training"].source
+    assert {c: d.digest for c, d in inputs["train_t5"].items()} == {c: d.digest for c, d in inputs["train_lora"].items()}
+    assert inputs["train_t5"]["training"].digest != inputs["train_lora_r1"]["training"].digest
+    assert inputs["train_t5"]["training"].digest != inputs["train_t5"]["validation"].digest
 
 
 @pytest.mark.slow

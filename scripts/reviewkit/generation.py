@@ -15,7 +15,12 @@ from typing import Sequence
 
 import torch
 
+from .cleaning import parse_rating
+from .cli import float_above, int_in
 from .modeling import ModelSourceError, load_model_and_tokenizer
+from .prompt import build_prompt
+
+SEED_MAX = 2**32 - 1  # what numpy's generators and scikit-learn's random_state accept
 
 
 @dataclass(frozen=True)
@@ -67,21 +72,40 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
+    """The sampling flags, each checked by argparse: a value out of range is a one-line usage error."""
     defaults = SamplingSettings()
-    parser.add_argument("--temperature", type=float, default=defaults.temperature, help="sampling temperature")
-    parser.add_argument("--top_p", type=float, default=defaults.top_p, help="nucleus sampling probability mass")
-    parser.add_argument("--top_k", type=int, default=defaults.top_k, help="sample from the k most likely tokens")
-    parser.add_argument("--no_repeat_ngram_size", type=int, default=defaults.no_repeat_ngram_size,
+    parser.add_argument("--temperature", type=float_above(0), default=defaults.temperature,
+                        help="sampling temperature, > 0")
+    parser.add_argument("--top_p", type=float_above(0, 1), default=defaults.top_p,
+                        help="nucleus sampling probability mass, in (0, 1]")
+    parser.add_argument("--top_k", type=int_in(0), default=defaults.top_k,
+                        help="sample from the k most likely tokens (0: no limit)")
+    parser.add_argument("--no_repeat_ngram_size", type=int_in(0), default=defaults.no_repeat_ngram_size,
                         help="never repeat an n-gram of this size (0: off)")
-    parser.add_argument("--max_new_tokens", type=int, default=defaults.max_new_tokens, help="review length limit")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the draw and of sampling")
-    parser.add_argument("--batch_size", type=int, default=64,
-                        help="prompts generated together (64: the fastest measured by bench_generate.py on CPU)")
+    parser.add_argument("--max_new_tokens", type=int_in(1), default=defaults.max_new_tokens,
+                        help="review length limit, >= 1")
+    parser.add_argument("--seed", type=int_in(0, SEED_MAX), default=defaults.seed,
+                        help=f"seed of the draw and of sampling, 0 to {SEED_MAX}")
+    parser.add_argument("--batch_size", type=int_in(1), default=64,
+                        help="prompts generated together, >= 1 (64: the fastest measured by bench_generate.py on CPU)")
 
 
 def settings_from(args, num_return_sequences: int = 1) -> SamplingSettings:
     return SamplingSettings(num_return_sequences, args.temperature, args.top_p, args.top_k,
                             args.no_repeat_ngram_size, args.max_new_tokens, args.seed)
+
+
+def with_empty_nulls(rows: list[dict]) -> list[dict]:
+    """Rows whose null rubrics or keywords read as empty, as an empty value does."""
+    return [{**row, "rubrics": row.get("rubrics") or "", "keywords": row.get("keywords") or []} for row in rows]
+
+
+def prompt_of(row: dict, where: str) -> str:
+    """The prompt of a row with rating, rubrics and keywords; ValueError naming `where` when its rating is not 1-5."""
+    rating, reason = parse_rating(row["rating"])  # the cleaning rule: an integer from 1 to 5
+    if reason:
+        raise ValueError(f"{where}: rating must be an integer from 1 to 5, got {row['rating']!r}")
+    return build_prompt(rating, row["rubrics"] or "", row["keywords"] or "")
 
 
 @torch.inference_mode()

@@ -18,6 +18,7 @@ from huggingface_hub import ModelCard, ModelCardData
 from .files import atomic_write_text
 from .generation import SamplingSettings
 from .prompt import build_prompt
+from .redact import redact
 
 CARD_NAME = "README.md"
 EVALUATION_HEADING = "## Evaluation"
@@ -41,7 +42,7 @@ def write_model_card(model_dir: Path, summary: dict, params: dict, report: dict)
                 _hyperparameter_section(params), _training_result_section(summary),
                 _usage_section(model_dir, adapter)]
     path = model_dir / CARD_NAME
-    atomic_write_text(path, _card_text(card_data, "\n\n".join(sections)))
+    atomic_write_text(path, redact(_card_text(card_data, "\n\n".join(sections))))
     return path
 
 
@@ -67,7 +68,7 @@ def add_evaluation_to_card(model_dir: Path, markdown_table: str, settings: dict)
         text = text[:earlier.start()] + section + ("\n" + rest if rest else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    atomic_write_text(path, text)
+    atomic_write_text(path, redact(text))
 
 
 def _card_text(card_data: ModelCardData, body: str) -> str:

@@ -12,6 +12,9 @@ the same evaluation pass) and `peak_rss_mib` (step = epoch number); at the end `
 A tracking server that stops answering in the middle of training does not stop the training:
 values that cannot be sent are kept in OUTPUT_DIR/mlflow_pending.jsonl, retried every
 RETRY_INTERVAL_S seconds and on a rerun of the same command, which also finishes the run.
+
+The tracking URI is used as given, but shown, stored and logged with its credentials masked
+(`reviewkit.redact`): params, messages and OUTPUT_DIR/mlflow_run.json never hold a password.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from tqdm import tqdm
 from transformers import TrainerCallback
 
 from .files import atomic_write_text
-from .tracking_store import RUN_ID_FILE, first_line, git_commit, limit_http_retries
+from .redact import mask_uri, redact
+from .mlflow_conventions import card_description, dataset_inputs, note_tag, source_tags
+from .tracking_store import RUN_ID_FILE, first_line, limit_http_retries
 
 PENDING_FILE = "mlflow_pending.jsonl"
 STEP_METRICS = ("loss", "learning_rate", "grad_norm")
@@ -39,13 +44,15 @@ class MlflowLogger(TrainerCallback):
     """Logs a training run to MLflow; see the module docstring for what is logged."""
 
     def __init__(self, tracking_uri: str, experiment: str, params: dict, epoch_stats,
-                 run_name: str | None = None, parent_run_id: str | None = None):
+                 run_name: str | None = None, parent_run_id: str | None = None, data_dir: Path | None = None):
         self.tracking_uri = tracking_uri
+        self.shown_uri = mask_uri(tracking_uri)
         self.epoch_stats = epoch_stats  # reviewkit.trainer.EpochStats, closed by EpochStatsCallback just before
         self.experiment = experiment
-        self.params = params
+        self.params = {key: redact(value) if isinstance(value, str) else value for key, value in params.items()}
         self.run_name = run_name
         self.parent_run_id = parent_run_id
+        self.data_dir = data_dir
         self.run_id: str | None = None
         self._client = None
         self._logged_epochs: dict[str, set[int]] = {}
@@ -68,7 +75,7 @@ class MlflowLogger(TrainerCallback):
         run_file = Path(args.output_dir) / RUN_ID_FILE
         self._pending_file = Path(args.output_dir) / PENDING_FILE
         stored = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else {}
-        if stored.get("tracking_uri") == self.tracking_uri and self._run_exists(stored.get("run_id")):
+        if mask_uri(stored.get("tracking_uri")) == self.shown_uri and self._run_exists(stored.get("run_id")):
             self.run_id = stored["run_id"]
             self._client.update_run(self.run_id, status="RUNNING")
             self._pending = self._read_pending()
@@ -82,12 +89,13 @@ class MlflowLogger(TrainerCallback):
             # MLflow's random default name would repeat: the Trainer has seeded `random` by now.
             run_name = self.run_name or f"{self.experiment} {time.strftime('%Y-%m-%d %H:%M:%S')}"
             run = self._client.create_run(experiment_id, run_name=run_name,
-                                          tags={"git_commit": git_commit(), "script": self.experiment,
-                                                **({"mlflow.parentRunId": self.parent_run_id}
-                                                   if self.parent_run_id else {})})
+                                          tags={**source_tags(), **({"mlflow.parentRunId": self.parent_run_id}
+                                                                    if self.parent_run_id else {})})
             self.run_id = run.info.run_id
-            atomic_write_text(run_file, json.dumps({"tracking_uri": self.tracking_uri, "run_id": self.run_id}) + "\n")
+            atomic_write_text(run_file, json.dumps({"tracking_uri": self.shown_uri, "run_id": self.run_id}) + "\n")
             self._log_params(self.params)
+            if self.data_dir is not None:
+                self._client.log_inputs(self.run_id, datasets=dataset_inputs(self.data_dir))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self._client is None or not logs or state.global_step <= self._last_logged_step:
@@ -129,19 +137,22 @@ class MlflowLogger(TrainerCallback):
             if best != self._logged_summary:  # a rerun of a finished run logs nothing new
                 self._log(best, 0)
 
-    def finish(self, artifacts: list[Path]) -> bool:
-        """Send what is pending, attach the artifacts and mark the run FINISHED; False if the server refused."""
+    def finish(self, artifacts: list[Path], note: str | None = None) -> bool:
+        """Send what is pending, attach the artifacts and the description (`note`, the model card) and mark the
+        run FINISHED; False if the server refused."""
         if self._client is None:
             return True
         if self._flush(force=True):
             try:
                 for path in artifacts:
                     self._client.log_artifact(self.run_id, str(path))
+                for key, value in (note_tag(redact(card_description(note))) if note else {}).items():
+                    self._client.set_tag(self.run_id, key, value)
                 self._client.set_terminated(self.run_id, status="FINISHED")
                 return True
             except Exception as exc:  # noqa: BLE001 - any transport or server error means the same here
                 self._go_offline(exc)
-        tqdm.write(f"warning: MLflow run {self.run_id} is left RUNNING ({self.tracking_uri} does not answer); "
+        tqdm.write(f"warning: MLflow run {self.run_id} is left RUNNING ({self.shown_uri} does not answer); "
                    f"{len(self._pending)} values wait in {self._pending_file}. The model is saved. Rerun the same "
                    f"command once the server answers: it sends them, attaches the artifacts and finishes the run",
                    file=sys.stderr)
@@ -180,7 +191,7 @@ class MlflowLogger(TrainerCallback):
                 self._go_offline(exc)
             else:
                 if self._offline:
-                    tqdm.write(f"MLflow {self.tracking_uri} answers again; the kept values are sent")
+                    tqdm.write(f"MLflow {self.shown_uri} answers again; the kept values are sent")
                 self._offline = False
         if self._pending_file is not None:
             if self._pending:
@@ -191,7 +202,7 @@ class MlflowLogger(TrainerCallback):
 
     def _go_offline(self, exc: BaseException) -> None:
         if not self._offline:
-            tqdm.write(f"warning: MLflow {self.tracking_uri} failed ({first_line(exc)}); training goes on and "
+            tqdm.write(f"warning: MLflow {self.shown_uri} failed ({first_line(exc)}); training goes on and "
                        f"keeps the values in {self._pending_file}, retrying every {RETRY_INTERVAL_S:.0f} s",
                        file=sys.stderr)
         self._offline = True
@@ -214,7 +225,7 @@ class MlflowLogger(TrainerCallback):
     def _log_params(self, params: dict) -> None:
         from mlflow.entities import Param
 
-        items = [Param(key, str(value)[:6000]) for key, value in sorted(params.items())]
+        items = [Param(key, redact(value)[:6000]) for key, value in sorted(params.items())]
         for start in range(0, len(items), 100):
             self._client.log_batch(self.run_id, params=items[start:start + 100])
 

@@ -1,16 +1,29 @@
-"""Where MLflow runs are stored: resolving and checking the tracking URI before a run starts."""
+"""Where MLflow runs are stored: resolving and checking the tracking URI before a run starts.
+
+A tracking URI may carry a password (`postgresql://user:password@host/db`): every message here
+shows it masked (`reviewkit.redact`), and a database is tried with a short connection timeout
+before MLflow opens it (MLflow itself retries a dead database for about 100 s).
+"""
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import subprocess
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from .redact import mask_uri, redact, remember_secrets
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default: mlflow.db in the current directory
 RUN_ID_FILE = "mlflow_run.json"
+# SQLAlchemy's database schemes that talk to a server (sqlite opens a file); `postgresql+psycopg://` too.
+SERVER_DATABASE_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "mssql")
+STORE_OPEN_ATTEMPTS = 3
 
 
 class TrackingError(Exception):
@@ -18,34 +31,101 @@ class TrackingError(Exception):
 
 
 def resolve_tracking_uri(flag: str | None) -> str:
-    return flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    remember_secrets(uri)
+    if mask_uri(uri) != uri:
+        # MLflow prints "View run ... at URL" and model URLs with the URI as given, credentials and all.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        os.environ.setdefault("MLFLOW_PRINT_MODEL_URLS_ON_CREATION", "false")
+    return uri
 
 
 def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
     """Fail at once, before data or model are loaded, if the tracking URI cannot be used.
 
-    An HTTP server must answer /health within `timeout`; any other URI (sqlite, a database, a
-    directory) must open as an MLflow store.
+    An HTTP server must answer /health within `timeout`; a database server must accept a
+    connection within `timeout`; any URI (sqlite, a database, a directory) must then open as an
+    MLflow store.
     """
     if uri.startswith(("http://", "https://")):
         try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+            with urllib.request.urlopen(health_request(uri), timeout=timeout) as response:
                 response.read()
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason})") from None
+            raise TrackingError(f"MLflow tracking server {mask_uri(uri)} is unreachable ({redact(reason)})") from None
         return
+    try:
+        check_database(uri, timeout)
+    except DatabaseError as exc:
+        raise TrackingError(f"MLflow tracking {exc}") from None
     import mlflow
 
+    # A new store announces its table creation at INFO and logs a failure with its traceback at ERROR;
+    # the one-line TrackingError below says it instead.
     mlflow_logger = logging.getLogger("mlflow")
     level = mlflow_logger.level
-    mlflow_logger.setLevel(logging.WARNING)  # a new sqlite store announces its table creation at INFO
+    mlflow_logger.setLevel(logging.CRITICAL)
+    # Processes opening a new database store at once (the workers of a search) race MLflow's table
+    # creation; the loser succeeds once the winner's tables are in place.
+    attempts = STORE_OPEN_ATTEMPTS if is_server_database(uri) or uri.startswith("sqlite:") else 1
     try:
-        mlflow.MlflowClient(uri).search_experiments(max_results=1)
-    except Exception as exc:  # noqa: BLE001 - unknown scheme, unreadable database, bad path: all one answer
-        raise TrackingError(f"MLflow tracking URI {uri} cannot be used ({first_line(exc)})") from None
+        for attempt in range(1, attempts + 1):
+            try:
+                mlflow.MlflowClient(uri).search_experiments(max_results=1)
+                return
+            except Exception as exc:  # noqa: BLE001 - unknown scheme, unreadable database, bad path: all one answer
+                if attempt == attempts:
+                    raise TrackingError(f"MLflow tracking URI {mask_uri(uri)} cannot be used ({first_line(exc)})"
+                                        ) from None
+                time.sleep(2.0 * attempt)
     finally:
         mlflow_logger.setLevel(level)
+
+
+def health_request(uri: str) -> urllib.request.Request:
+    """GET URI/health; credentials in the URI (`http://user:password@host`) go in a basic-auth header, as MLflow
+    sends them, since urllib cannot read them from the host part."""
+    parts = urllib.parse.urlsplit(uri.rstrip("/"))
+    headers = {}
+    if parts.username is not None:
+        pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+        parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
+    return urllib.request.Request(urllib.parse.urlunsplit(parts) + "/health", headers=headers)
+
+
+class DatabaseError(Exception):
+    """A database URL that cannot be connected to; the message names host and database, never the password."""
+
+
+def is_server_database(url: str) -> bool:
+    return url.split("://", 1)[0].split("+", 1)[0].lower() in SERVER_DATABASE_SCHEMES
+
+
+def check_database(url: str, timeout: float = 5.0) -> None:
+    """Connect once to a database server URL within `timeout` seconds; other URLs pass unchecked."""
+    if "://" not in url or not is_server_database(url):
+        return
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy.exc.ArgumentError and ValueError for a malformed URL
+        raise DatabaseError(f"database URL {mask_uri(url)} is malformed ({first_line(exc)})") from None
+    where = f"database {parsed.database or '(none)'} at {parsed.host or 'localhost'}:{parsed.port or 'default port'}"
+    connect_args = {"connect_timeout": max(1, round(timeout))} if parsed.get_backend_name() in (
+        "postgresql", "mysql", "mariadb") else {}
+    try:
+        engine = sqlalchemy.create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
+        with engine.connect():
+            pass
+    except ModuleNotFoundError as exc:
+        raise DatabaseError(f"{where}: its driver is not installed ({exc}); "
+                            f"pip install -r requirements.txt installs the PostgreSQL one") from None
+    except Exception as exc:  # noqa: BLE001 - refused, timed out, authentication, unknown database: one answer
+        raise DatabaseError(f"{where} cannot be used ({first_line(getattr(exc, 'orig', None) or exc)})") from None
 
 
 def limit_http_retries() -> None:
@@ -59,7 +139,8 @@ def limit_http_retries() -> None:
 
 
 def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    """The exception's first line, credentials masked: what a one-line error message quotes."""
+    return redact((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:300]
 
 
 def git_commit() -> str:

@@ -19,6 +19,7 @@ from .config import ExperimentConfig, parse_config
 from .console import make_quiet
 from .files import OutputDirError, atomic_write_text, ensure_output_dir
 from .modeling import count_parameters
+from .redact import mask_uri, redact
 from .trainer import EpochStats, EpochStatsCallback, NonFiniteLossError, ReviewCollator, ReviewTrainer, balanced
 from .tracking import MlflowLogger
 from .tracking_store import TrackingError, check_tracking_uri, resolve_tracking_uri
@@ -30,7 +31,7 @@ class TrainingError(Exception):
 
 def main(experiment: str, description: str, defaults: dict, demo_defaults: dict, argv: list[str] | None = None) -> int:
     """The whole command line of an experiment script; returns the exit code."""
-    config, training_args = parse_config(description, defaults, demo_defaults, argv)
+    config, training_args = parse_config(description, defaults, demo_defaults, argv, run_name_prefix=experiment)
     try:
         summary = run(config, training_args, experiment)
     except (TrainingError, NonFiniteLossError) as exc:
@@ -65,18 +66,21 @@ def run(config: ExperimentConfig, training_args, experiment: str, callbacks: tup
         model_source = demo_base_model(output_dir, data_dir) if config.demo else config.model_name_or_path
         model, tokenizer = load_model(model_source)
         dataset = tokenize(data_dir, tokenizer, config)
-    params = {"tracking_uri": tracking_uri, "model_id": model_source, **data_params(data_dir, report)}
+    params = {"tracking_uri": mask_uri(tracking_uri), "model_id": model_source, **data_params(data_dir, report)}
     trainer, logger = build_trainer(config, training_args, experiment, model, tokenizer, dataset, params,
-                                    callbacks, parent_run_id)
+                                    tracking_uri, callbacks, parent_run_id)
     train(trainer, logger, training_args, output_dir)
 
     final_dir, merged_dir = save_model(trainer, tokenizer, config, output_dir)
     summary = summarize(trainer, config, experiment, logger, data_dir)
     summary.update(final_dir=str(final_dir), **({"merged_dir": str(merged_dir)} if merged_dir else {}))
     if trainer.is_world_process_zero():
-        atomic_write_text(output_dir / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
-        write_card(final_dir, summary, logger.params, report)
-        summary["mlflow_finished"] = logger.finish([output_dir / "summary.json", data_dir / "report.json"])
+        summary_text = json.dumps(summary, ensure_ascii=False, indent=2)
+        atomic_write_text(output_dir / "summary.json", redact(summary_text) + "\n")
+        card = write_card(final_dir, summary, logger.params, report)
+        log_model(config, logger, summary, final_dir, model_source)
+        summary["mlflow_finished"] = logger.finish([output_dir / "summary.json", data_dir / "report.json"],
+                                                   note=card.read_text(encoding="utf-8"))
     return summary
 
 
@@ -180,10 +184,10 @@ def data_params(data_dir: Path, report: dict) -> dict:
 
 
 def build_trainer(config: ExperimentConfig, training_args, experiment: str, model, tokenizer, dataset,
-                  params: dict, callbacks: tuple = (), parent_run_id: str | None = None):
+                  params: dict, tracking_uri: str, callbacks: tuple = (), parent_run_id: str | None = None):
     """(ReviewTrainer, MlflowLogger) for tokenised train/validation splits: LoRA, subset and balance applied.
 
-    `params` go to MLflow beside every setting of both configs: the data, the model id, the tracking URI.
+    `params` go to MLflow beside every setting of both configs: the data, the model id, the masked tracking URI.
     """
     model = with_lora(model, config)
     train_set = subset(dataset["train"], config.max_train_samples, training_args.seed)
@@ -195,10 +199,11 @@ def build_trainer(config: ExperimentConfig, training_args, experiment: str, mode
     trainable, total = count_parameters(model)
     if training_args.process_index == 0:
         print(f"trainable parameters: {trainable:,} of {total:,} ({trainable / total:.3%})")
-    logger = MlflowLogger(params["tracking_uri"], experiment, {
+    logger = MlflowLogger(tracking_uri, experiment, {
         **settings, **experiment_settings, **params, **balance_params, "trainable_parameters": trainable,
         "total_parameters": total, "world_size": training_args.world_size, "train_rows_used": len(train_set)},
-        stats, run_name=training_args.run_name, parent_run_id=parent_run_id)
+        stats, run_name=training_args.run_name, parent_run_id=parent_run_id,
+        data_dir=Path(params["data_dir"]) if "data_dir" in params else None)
     trainer = ReviewTrainer(
         model=model, args=training_args, train_dataset=train_set, eval_dataset=dataset["validation"],
         data_collator=ReviewCollator(tokenizer, model), processing_class=tokenizer,
@@ -239,7 +244,7 @@ def save_model(trainer, tokenizer, config: ExperimentConfig, output_dir: Path) -
 def summarize(trainer, config: ExperimentConfig, experiment: str, logger: MlflowLogger, data_dir: Path) -> dict:
     evals = [(round(e["epoch"]), e["eval_loss"]) for e in trainer.state.log_history if "eval_loss" in e]
     best_epoch, best_loss = min(evals, key=lambda pair: pair[1])
-    return {"experiment": experiment, "run_id": logger.run_id, "tracking_uri": logger.tracking_uri,
+    return {"experiment": experiment, "run_id": logger.run_id, "tracking_uri": logger.shown_uri,
             "model_name_or_path": logger.params["model_id"], "demo": config.demo, "data_dir": str(data_dir),
             "eval_loss": {str(e): v for e, v in evals}, "best_epoch": best_epoch, "best_eval_loss": best_loss,
             "kept_epoch": best_epoch if config.keep_best else evals[-1][0],
@@ -247,7 +252,26 @@ def summarize(trainer, config: ExperimentConfig, experiment: str, logger: Mlflow
             "total_parameters": logger.params["total_parameters"]}
 
 
-def write_card(final_dir: Path, summary: dict, params: dict, report: dict) -> None:
+def write_card(final_dir: Path, summary: dict, params: dict, report: dict) -> Path:
     from .model_card import write_model_card
 
-    write_model_card(final_dir, summary, params, report)
+    return write_model_card(final_dir, summary, params, report)
+
+
+def log_model(config: ExperimentConfig, logger: MlflowLogger, summary: dict, final_dir: Path, model_source: str) -> None:
+    """The kept model into the MLflow run (--log_model, --register_model); a failure leaves it on disk with a warning."""
+    if not config.log_model:
+        return
+    from .mlflow_model import log_review_model
+    from .tracking_store import first_line
+
+    try:
+        logged = log_review_model(logger.tracking_uri, logger.run_id, final_dir, summary["experiment"],
+                                  summary["kept_epoch"], model_source if config.lora else None, config.register_model)
+    except Exception as exc:  # noqa: BLE001 - a server or store error must not cost the trained model
+        tqdm.write(f"warning: the model was not logged to MLflow ({first_line(exc)}); it stays in {final_dir}",
+                   file=sys.stderr)
+        return
+    registered = f", registered as {config.register_model} version {logged.registered_version}" \
+        if logged.registered_version else ""
+    print(f"MLflow model {logged.model_uri} logged{registered}")

@@ -1,0 +1,217 @@
+"""The kept model as an MLflow model: logged and registered by a demo run, loaded as a pyfunc, served over HTTP."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from conftest import script_here, tool_env, train_here
+from mlflow.exceptions import MlflowException
+
+from reviewkit.config import parse_config
+from reviewkit.generation import SamplingSettings, generate_reviews, load_for_generation
+from reviewkit.prompt import build_prompt
+
+# The module's demo runs are built once: all its tests go to one xdist worker.
+pytestmark = pytest.mark.xdist_group("mlflow_model")
+QUICK = ("--num_train_epochs", 1, "--max_train_samples", 300)
+REGISTERED = "demo_reviews"
+
+
+class DemoRun:
+    """A demo training run in WORKDIR/run, logged to WORKDIR/mlflow.db, read back with MlflowClient."""
+
+    def __init__(self, script: str, workdir: Path, *extra):
+        self.workdir = workdir
+        self.tracking_uri = f"sqlite:///{workdir / 'mlflow.db'}"
+        self.result = train_here(script, workdir, *QUICK, *extra)
+        assert self.result.returncode == 0, self.result.stderr[-3000:]
+        self.client = mlflow.MlflowClient(self.tracking_uri)
+        self.run_id = json.loads((workdir / "run" / "mlflow_run.json").read_text(encoding="utf-8"))["run_id"]
+
+    def model_outputs(self):
+        return self.client.get_run(self.run_id).outputs.model_outputs
+
+    def logged_model(self):
+        (output,) = self.model_outputs()
+        return self.client.get_logged_model(output.model_id)
+
+
+def local_dir(artifact_location: str) -> Path:
+    return Path(urllib.parse.urlparse(artifact_location).path)
+
+
+@pytest.fixture(scope="module")
+def t5_run(tmp_path_factory):
+    return DemoRun("train_t5.py", tmp_path_factory.mktemp("t5"), "--register_model", REGISTERED)
+
+
+@pytest.fixture(scope="module")
+def t5_pyfunc(t5_run):
+    return mlflow.pyfunc.load_model(t5_run.logged_model().artifact_location)
+
+
+def test_a_demo_run_logs_its_model_linked_to_the_run_and_registers_a_version(t5_run):
+    (output,) = t5_run.model_outputs()
+    assert output.step == 1  # the kept epoch
+    model = t5_run.logged_model()
+    assert model.source_run_id == t5_run.run_id and model.status == "READY" and model.name == "train_t5"
+    version = t5_run.client.get_model_version(REGISTERED, "1")
+    assert version.run_id == t5_run.run_id and version.source == f"models:/{model.model_id}"
+    assert f"MLflow model models:/{model.model_id} logged, registered as {REGISTERED} version 1" in t5_run.result.stdout
+    files = local_dir(model.artifact_location)
+    weights = files / "artifacts" / "final" / "model.safetensors"
+    assert weights.read_bytes() == (t5_run.workdir / "run" / "final" / "model.safetensors").read_bytes()
+    assert (files / "code" / "reviewkit" / "prompt.py").is_file() and (files / "mlflow_model.py").is_file()
+    assert not [p for p in files.rglob("*") if p.suffix in (".pkl", ".bin", ".pt", ".pth", ".pyc")]
+    assert "torch==" in (files / "requirements.txt").read_text(encoding="utf-8")
+    mlmodel = mlflow.models.Model.load(str(files))
+    assert mlmodel.run_id == t5_run.run_id and mlmodel.model_id == model.model_id
+    assert mlmodel.signature.inputs.input_names() == ["rating", "rubrics", "keywords"]
+    assert {p.name for p in mlmodel.signature.params.params} == {
+        "temperature", "top_p", "top_k", "no_repeat_ngram_size", "max_new_tokens", "seed"}
+    assert mlmodel.load_input_example(str(files)).to_dict("records")[0]["rating"] == 5
+
+
+def test_the_pyfunc_writes_one_review_per_row_with_the_project_prompt_and_sampling(t5_run, t5_pyfunc):
+    row = {"rating": 4, "rubrics": "Кафе;Кофейня", "keywords": "кофе, десерт"}
+    params = {"seed": 7, "max_new_tokens": 12, "temperature": 0.8}
+    (review,) = t5_pyfunc.predict(pd.DataFrame([row]), params=params)
+    model, tokenizer = load_for_generation(str(t5_run.workdir / "run" / "final"))
+    expected = generate_reviews(model, tokenizer, [build_prompt(4, "Кафе;Кофейня", "кофе, десерт")],
+                                SamplingSettings(seed=7, max_new_tokens=12, temperature=0.8))
+    assert review == expected[0][0] and review
+    as_lists = {**row, "rubrics": ["Кафе", "Кофейня"], "keywords": ["кофе", "десерт"]}
+    assert t5_pyfunc.predict(pd.DataFrame([as_lists]), params=params) == [review]
+    rows = pd.DataFrame([row, {"rating": 1, "rubrics": "Бар", "keywords": "шумно"}, row])
+    reviews = t5_pyfunc.predict(rows, params={"max_new_tokens": 12})
+    assert len(reviews) == 3 and all(isinstance(r, str) and r for r in reviews)
+
+
+@pytest.mark.parametrize("rows, params, message", [
+    ([{"rating": 7, "rubrics": "Кафе", "keywords": "кофе"}], None, "record 0: rating must be an integer from 1 to 5, got 7"),
+    ([{"rating": 5, "rubrics": "Кафе", "keywords": "кофе"}, {"rating": 5, "rubrics": "Кафе", "keywords": 3}], None,
+     "record 1: keywords must be a string or a list of strings, got 3"),
+    ([{"rating": 5, "rubrics": "Кафе"}], None, "missing inputs ['keywords']"),
+    ([{"rating": 5, "rubrics": "Кафе", "keywords": "кофе"}], {"top_p": 1.5}, "params: top_p must be a number"),
+    ([{"rating": 5, "rubrics": "Кафе", "keywords": "кофе"}], {"max_new_tokens": 0}, "params: max_new_tokens must be"),
+])
+def test_a_bad_row_or_param_is_a_clear_invalid_parameter_error(t5_pyfunc, rows, params, message):
+    with pytest.raises(MlflowException) as raised:
+        t5_pyfunc.predict(pd.DataFrame(rows), params=params)
+    assert raised.value.error_code == "INVALID_PARAMETER_VALUE" and message in raised.value.message
+
+
+def test_log_model_is_on_by_default_and_register_model_needs_it():
+    config, _ = parse_config("", {}, {}, ["--demo"])
+    assert config.log_model and config.register_model is None
+    config, _ = parse_config("", {}, {}, ["--demo", "--log_model", "false"])
+    assert not config.log_model
+    result = script_here("train_t5.py", "--demo", "--log_model", "false", "--register_model", "x")
+    assert result.returncode == 2 and "--register_model NAME needs a name and --log_model" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_lora_run_logs_its_adapter_with_the_local_base_and_it_predicts_without_the_output_dir(tmp_path):
+    run = DemoRun("train_lora.py", tmp_path)
+    model = run.logged_model()
+    assert model.tags["base_model"] == str(tmp_path / "run" / "demo_model")
+    files = local_dir(model.artifact_location) / "artifacts"
+    assert (files / "final" / "adapter_model.safetensors").stat().st_size < 1_000_000
+    assert not (files / "final" / "model.safetensors").exists() and (files / "demo_model" / "model.safetensors").is_file()
+    shutil.rmtree(tmp_path / "run")  # the adapter's recorded base path is gone: the shipped base must be used
+    loaded = mlflow.pyfunc.load_model(model.artifact_location)
+    reviews = loaded.predict(pd.DataFrame([{"rating": 2, "rubrics": "Кафе", "keywords": ["кофе", "холодно"]}]),
+                             params={"max_new_tokens": 12})
+    assert len(reviews) == 1 and reviews[0]
+
+
+def test_a_failing_artifact_store_keeps_the_training_with_a_one_line_warning(tmp_path):
+    (tmp_path / "mlartifacts").mkdir()
+    (tmp_path / "mlartifacts" / "models").write_text("", encoding="utf-8")  # where logged models go: blocked
+    run = DemoRun("train_t5.py", tmp_path)
+    warnings = [line for line in run.result.stderr.splitlines() if "the model was not logged" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: the model was not logged to MLflow (")
+    assert warnings[0].endswith(f"it stays in {tmp_path / 'run' / 'final'}") and "Traceback" not in run.result.stderr
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+    run_info = run.client.get_run(run.run_id)
+    assert run_info.info.status == "FINISHED" and not run.model_outputs()
+    (failed,) = run.client.search_logged_models([run_info.info.experiment_id])
+    assert failed.status == "FAILED" and failed.source_run_id == run.run_id
+
+
+def test_a_rerun_of_the_finished_command_logs_no_second_model(t5_run):
+    first = t5_run.logged_model().model_id
+    again = train_here("train_t5.py", t5_run.workdir, *QUICK, "--register_model", REGISTERED)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert t5_run.logged_model().model_id == first
+    assert [str(v.version) for v in t5_run.client.search_model_versions(f"name = '{REGISTERED}'")] == ["1"]
+    assert f"MLflow model models:/{first} logged, registered as {REGISTERED} version 1" in again.stdout
+
+
+class ModelServer:
+    """`mlflow models serve` of a registered model version on a free loopback port, in its own process group."""
+
+    def __init__(self, model_uri: str, tracking_uri: str, log: Path):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+                   "-h", "127.0.0.1", "-p", str(self.port)]
+        self.log = log
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
+                                        env=tool_env({"MLFLOW_TRACKING_URI": tracking_uri}), start_new_session=True)
+
+    def wait_until_up(self, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text(errors="replace")[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ping", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.5)
+        raise TimeoutError(self.log.read_text(errors="replace")[-3000:])
+
+    def post(self, body: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/invocations", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)  # the CLI and its uvicorn worker
+        self.process.wait()
+
+
+@pytest.mark.slow  # a second process: `mlflow models serve` imports torch and mlflow and loads the model
+def test_mlflow_models_serve_answers_one_review_per_record_and_survives_bad_records(t5_run, tmp_path):
+    server = ModelServer(f"models:/{REGISTERED}/1", t5_run.tracking_uri, tmp_path / "serve.log")
+    try:
+        server.wait_until_up()
+        good = {"dataframe_records": [{"rating": 5, "rubrics": "Кафе", "keywords": "кофе"},
+                                      {"rating": 2, "rubrics": "Кафе;Бар", "keywords": ["пиво", "шумно"]}],
+                "params": {"max_new_tokens": 16, "seed": 3}}
+        status, answer = server.post(good)
+        assert status == 200 and len(answer["predictions"]) == 2 and all(answer["predictions"])
+        status, error = server.post({"dataframe_records": [{"rating": 7, "rubrics": "Кафе", "keywords": "кофе"}]})
+        assert status == 400 and "record 0: rating must be an integer from 1 to 5, got 7" in error["message"]
+        status, error = server.post({"dataframe_records": [{"rating": 5, "rubrics": "Кафе"}]})
+        assert status == 400 and "missing inputs ['keywords']" in error["message"]
+        assert server.post(good) == (200, answer)  # still serving, and the same seed gives the same reviews
+    finally:
+        server.kill()

@@ -1,0 +1,227 @@
+"""A team's setup on a real PostgreSQL server with a password: tracking, `mlflow server`, the shared LoRA search.
+
+The password never shows: not in a file under the output directory, on a console line, or in an
+MLflow param, tag or artifact. The commands here are the ones docs/team.md gives.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from conftest import SCRIPTS, script, tool_env
+from mlflow_server import TrackingServer
+from postgres_server import ENCODED_PASSWORD, PASSWORD, free_port
+
+pytestmark = pytest.mark.slow  # real trainings against a real database server
+
+# Credentials a user may have in the environment: none of them may be written anywhere either. (libpq ignores
+# PGPASSWORD when the URI has a password; one test gives the real password through it instead.)
+ENV_SECRETS = {"MLFLOW_TRACKING_TOKEN": "tok-Envsecret-7731", "HF_TOKEN": "hf_Envsecret8842xyz",
+               "PGPASSWORD": "pg-Envsecret-5519", "MLFLOW_TRACKING_PASSWORD": "mtp-Envsecret-6604"}
+SECRETS = (PASSWORD, ENCODED_PASSWORD, "Secret@pg", "Secret%40pg", *ENV_SECRETS.values())
+DEMO = ["--demo", "--num_train_epochs", 1, "--max_train_samples", 200]
+
+
+def leaks(text: str) -> list[str]:
+    return [secret for secret in SECRETS if secret in text]
+
+
+def leaking_files(root: Path) -> dict[str, list[str]]:
+    found = {}
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes().decode("utf-8", errors="replace")
+            if leaks(data):
+                found[str(path.relative_to(root))] = leaks(data)
+    return found
+
+
+def mlflow_leaks(tracking_uri: str, download_to: Path) -> dict[str, list[str]]:
+    """Secrets in any param, tag, experiment or artifact of any run of the store."""
+    client = mlflow.MlflowClient(tracking_uri)
+    found = {}
+    for experiment in client.search_experiments():
+        if leaks(str(experiment.artifact_location)) or leaks(json.dumps(experiment.tags)):
+            found[f"experiment {experiment.name}"] = leaks(str(experiment.artifact_location) + str(experiment.tags))
+        for run in client.search_runs([experiment.experiment_id]):
+            values = json.dumps({**run.data.params, **run.data.tags, "name": run.info.run_name}, ensure_ascii=False)
+            if leaks(values):
+                found[f"run {run.info.run_name} params/tags"] = leaks(values)
+            target = download_to / run.info.run_id
+            target.mkdir(parents=True, exist_ok=True)
+            client.download_artifacts(run.info.run_id, "", str(target))
+            found.update({f"run {run.info.run_name} artifact {name}": hit
+                          for name, hit in leaking_files(target).items()})
+    return found
+
+
+def run_env() -> dict:
+    return {**ENV_SECRETS}
+
+
+@pytest.mark.parametrize("script_name, password_from", [("train_t5.py", "uri"), ("train_lora.py", "PGPASSWORD")])
+def test_training_tracked_straight_to_postgres_reads_back_and_leaks_nothing(postgres, tmp_path, script_name,
+                                                                            password_from):
+    """The URI as a flag with the password in it, or in MLFLOW_TRACKING_URI without it and the password in PGPASSWORD."""
+    database = f"direct_{script_name.removesuffix('.py')}"
+    uri = postgres.create_database(database)
+    if password_from == "uri":
+        flags, env = ["--tracking_uri", uri], run_env()
+    else:
+        env = {**run_env(), "MLFLOW_TRACKING_URI": f"postgresql://mlflow@127.0.0.1:{postgres.port}/{database}",
+               "PGPASSWORD": PASSWORD}
+        flags = []
+    result = script(script_name, *DEMO, "--num_train_epochs", 2, "--output_dir", tmp_path / "run", *flags,
+                    env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_id = json.loads((tmp_path / "run" / "mlflow_run.json").read_text(encoding="utf-8"))["run_id"]
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    shown_user = "mlflow:***" if password_from == "uri" else "mlflow"
+    assert run.data.params["tracking_uri"] == f"postgresql://{shown_user}@127.0.0.1:{postgres.port}/{database}"
+    assert [m.step for m in client.get_metric_history(run_id, "eval_loss")] == [1, 2]
+    assert {"summary.json", "report.json"} <= {a.path for a in client.list_artifacts(run_id)}
+    assert not leaks(result.stdout + result.stderr)
+    assert leaking_files(tmp_path) == {}  # output directory, model card, and the ./mlruns artifact root here
+    assert mlflow_leaks(uri, tmp_path.parent / f"{tmp_path.name}-artifacts") == {}
+
+
+@pytest.mark.parametrize("script_name", ["train_t5.py", "train_lora.py"])
+def test_training_through_mlflow_server_backed_by_postgres(postgres, tmp_path, script_name):
+    backend = postgres.create_database(f"server_{script_name.removesuffix('.py')}")
+    server = TrackingServer(tmp_path / "server", backend_store_uri=backend)
+    (tmp_path / "server").mkdir()
+    server.start()
+    try:
+        # Credentials in the server URI, as for a server behind basic auth (this one ignores them).
+        with_credentials = server.uri.replace("http://", f"http://viewer:{ENCODED_PASSWORD}@")
+        result = script(script_name, *DEMO, "--num_train_epochs", 2, "--output_dir", tmp_path / "run",
+                        "--tracking_uri", with_credentials, env=run_env(), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        client = mlflow.MlflowClient(server.uri)
+        run_id = json.loads((tmp_path / "run" / "mlflow_run.json").read_text(encoding="utf-8"))["run_id"]
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED" and run.data.params["num_train_epochs"] == "2.0"
+        assert run.data.params["tracking_uri"] == server.uri.replace("http://", "http://viewer:***@")
+        for metric in ("eval_loss", "train_loss"):
+            assert [m.step for m in client.get_metric_history(run_id, metric)] == [1, 2]
+        assert {"summary.json", "report.json"} <= {a.path for a in client.list_artifacts(run_id)}
+        assert any((tmp_path / "server" / "artifacts").rglob("summary.json"))  # in the server's artifact store
+        assert not leaks(result.stdout + result.stderr)
+        assert leaking_files(tmp_path / "run") == {}
+        assert mlflow_leaks(server.uri, tmp_path / "downloaded") == {}
+        # The same run, read straight from the server's PostgreSQL database.
+        assert mlflow.MlflowClient(backend).get_run(run_id).data.params["num_train_epochs"] == "2.0"
+    finally:
+        server.kill()
+
+
+@pytest.mark.parametrize("case", ["wrong password", "database down"])
+def test_an_unusable_database_gives_one_line_without_the_password(postgres, tmp_path, case):
+    from reviewkit.tracking_store import TrackingError, check_tracking_uri
+
+    uri = (postgres.uri("postgres", password="Wr0ng%40Secret-pg") if case == "wrong password"
+           else f"postgresql://mlflow:{ENCODED_PASSWORD}@127.0.0.1:{free_port()}/mlflowdb")
+    started = time.monotonic()
+    with pytest.raises(TrackingError) as raised:
+        check_tracking_uri(uri)
+    assert time.monotonic() - started < 10
+    message = str(raised.value)
+    assert "127.0.0.1" in message and ("postgres" if case == "wrong password" else "mlflowdb") in message
+    assert not leaks(message) and "Wr0ng" not in message
+    for name, flag in (("train_t5.py", "--tracking_uri"), ("tune_lora.py", "--storage")):
+        result = script(name, "--demo", "--output_dir", tmp_path / name, flag, uri,
+                        *(["--tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}"] if flag == "--storage" else []))
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+        assert "127.0.0.1" in lines[0] and not leaks(lines[0]) and "Wr0ng" not in lines[0]
+
+
+def tune_worker(output_dir: Path, storage: str, tracking: str, *extra) -> subprocess.Popen:
+    command = [sys.executable, str(SCRIPTS / "tune_lora.py"), *map(str, DEMO), "--output_dir", str(output_dir),
+               "--storage", storage, "--tracking_uri", tracking, *map(str, extra)]
+    output_dir.mkdir(parents=True)
+    return subprocess.Popen(command, stdout=open(output_dir.parent / f"{output_dir.name}.out", "w"),
+                            stderr=open(output_dir.parent / f"{output_dir.name}.err", "w"), env=tool_env(run_env()),
+                            cwd=output_dir.parent)
+
+
+def console(output_dir: Path) -> str:
+    return "".join((output_dir.parent / f"{output_dir.name}.{kind}").read_text() for kind in ("out", "err"))
+
+
+def study_trials(storage: str, name: str = "tune_lora"):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def search_runs(tracking: str):
+    client = mlflow.MlflowClient(tracking)
+    runs = client.search_runs([client.get_experiment_by_name("tune_lora").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    return client, parents, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def test_two_workers_share_one_postgres_study_with_an_exact_trial_count(postgres, tmp_path):
+    from optuna.trial import TrialState
+
+    storage, tracking = postgres.create_database("study_two"), postgres.create_database("tracking_two")
+    workers = [tune_worker(tmp_path / f"worker{i}", storage, tracking, "--trials", 4) for i in (1, 2)]
+    for worker in workers:
+        assert worker.wait(timeout=900) == 0, console(tmp_path / "worker1") + console(tmp_path / "worker2")
+    trials = study_trials(storage)
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 4 and len({t.number for t in finished}) == 4
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert {t.user_attrs["mlflow_run_id"] for t in finished}.__len__() == 4  # each trial trained once
+    client, parents, children = search_runs(tracking)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert sorted(int(c.data.tags["trial"]) for c in children) == sorted(t.number for t in finished)
+    assert all(c.info.status == "FINISHED" for c in children)
+    table = (Path(client.download_artifacts(parents[0].info.run_id, "trials.md", str(tmp_path))).read_text())
+    assert sorted(int(line.split("|")[1]) for line in table.splitlines()[2:]) == sorted(t.number for t in finished)
+    # Both workers trained: the search used more than one process.
+    assert all(any((tmp_path / f"worker{i}").glob("trial-*/summary.json")) for i in (1, 2))
+    for i in (1, 2):
+        assert not leaks(console(tmp_path / f"worker{i}"))
+        assert leaking_files(tmp_path / f"worker{i}") == {}
+    assert mlflow_leaks(tracking, tmp_path / "downloaded") == {}
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_killed_workers_trial_is_retried_and_no_run_stays_running(postgres, tmp_path):
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.trial import TrialState
+
+    storage, tracking = postgres.create_database("study_kill"), postgres.create_database("tracking_kill")
+    common = ("--trials", 3, "--heartbeat_interval", 1)
+    victim = tune_worker(tmp_path / "victim", storage, tracking, *common)
+    deadline = time.monotonic() + 600
+    while not any((tmp_path / "victim").glob("trial-*/mlflow_run.json")):  # its first trial is training
+        assert victim.poll() is None and time.monotonic() < deadline, console(tmp_path / "victim")
+        time.sleep(0.2)
+    survivor = tune_worker(tmp_path / "survivor", storage, tracking, *common)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert survivor.wait(timeout=900) == 0, console(tmp_path / "survivor")
+    trials = study_trials(storage)
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 3 and len({t.number for t in finished}) == 3
+    killed = [t for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("surplus")]
+    assert len(killed) == 1
+    assert [RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in finished].count(killed[0].number) == 1
+    client, parents, children = search_runs(tracking)
+    assert len(parents) == 1 and all(r.info.status != "RUNNING" for r in [*parents, *children])
+    killed_run = client.get_run(killed[0].user_attrs["mlflow_run_id"])
+    assert killed_run.info.status == "KILLED"
+    assert not leaks(console(tmp_path / "survivor"))
