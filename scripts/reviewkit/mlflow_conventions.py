@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import re
 import sys
+import warnings
 from pathlib import Path
 
 from .files import file_digest
@@ -46,7 +47,9 @@ def source_tags(script: str | None = None) -> dict[str, str]:
 
 
 def card_description(card: str) -> str:
-    """A model card as a run's description: without its hyper-parameter table, which the run's Parameters show."""
+    """A model card as a run's description: without its YAML front matter (the Hub's metadata) and its
+    hyper-parameter table, which the run's Parameters show."""
+    card = re.sub(r"\A---\n.*?\n---\n+", "", card, flags=re.S)
     return re.sub(r"^## Training hyper-parameters\n.*?(?=^## |\Z)",
                   "## Training hyper-parameters\n\nSee this run's Parameters.\n\n", card, flags=re.S | re.M)
 
@@ -86,7 +89,9 @@ def dataset_inputs(data_dir: Path) -> list:
     inputs = []
     for split, context in (("train", "training"), ("validation", "validation")):
         path = (Path(data_dir) / f"{split}.parquet").resolve()
-        dataset = MetaDataset(resolve_dataset_source(str(path)), name=Path(data_dir).name,
-                              digest=file_digest(path)[:16])
+        with warnings.catch_warnings():  # a local path matches two equal local sources; MLflow picks either
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(path.as_uri())
+        dataset = MetaDataset(source, name=Path(data_dir).name, digest=file_digest(path)[:16])
         inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]))
     return inputs

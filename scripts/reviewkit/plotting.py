@@ -41,7 +41,7 @@ def latest_evaluation(client, run) -> dict[str, dict[str, float]]:
     """{rating: {measure: value}} of the latest evaluate.py run nested under a training run, or {}."""
     children = client.search_runs(
         [run.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}' and tags.script = 'evaluate'",
+        filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}' and tags.`mlflow.source.name` LIKE '%evaluate.py'",
         order_by=["attributes.start_time DESC"], max_results=1)
     table: dict[str, dict[str, float]] = {}
     for name, value in (children[0].data.metrics.items() if children else ()):
