@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import sys
 import time
 import warnings
@@ -40,7 +39,7 @@ from reviewkit.files import atomic_write_text
 from reviewkit.mlflow_conventions import source_tags
 from reviewkit.redact import mask_uri, redact, remember_secrets
 from reviewkit.trainer import NonFiniteLossError
-from reviewkit.tracking_store import RUN_ID_FILE
+from reviewkit.tracking_store import stored_run
 from reviewkit.training import TrainingError, run
 
 EXPERIMENT = "tune_lora"
@@ -79,9 +78,9 @@ class RecordTrialRun(TrainerCallback):
         self.trial = trial
 
     def on_train_begin(self, args, state, control, **kwargs):
-        run_file = Path(args.output_dir) / RUN_ID_FILE
-        if args.process_index == 0 and run_file.is_file():
-            self.trial.set_user_attr("mlflow_run_id", json.loads(run_file.read_text(encoding="utf-8"))["run_id"])
+        run_id = stored_run(args.output_dir).get("run_id")
+        if args.process_index == 0 and run_id:
+            self.trial.set_user_attr("mlflow_run_id", run_id)
 
 
 class PruneOnValidation(TrainerCallback):
@@ -215,9 +214,7 @@ def parent_run(client, study, created: bool) -> str:
 def close_interrupted_run(client, trial, trial_dir: Path) -> None:
     """A retried trial: mark the MLflow run of the worker that died KILLED, unless this worker resumes that run."""
     old_run = trial.user_attrs.get("mlflow_run_id")
-    run_file = trial_dir / RUN_ID_FILE
-    resumed = run_file.is_file() and json.loads(run_file.read_text(encoding="utf-8")).get("run_id") == old_run
-    if old_run and not resumed:
+    if old_run and stored_run(trial_dir).get("run_id") != old_run:
         client.set_terminated(old_run, status="KILLED")
 
 

@@ -10,7 +10,6 @@ that review's own measures, shown in the run's "Evaluation" / artifact view) and
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from .mlflow_conventions import card_description, note_tag, source_tags
 from .plotting import plot_rating_measures
 from .quality import copied, keyword_coverage
 from .redact import mask_uri, redact
-from .tracking_store import RUN_ID_FILE
+from .tracking_store import stored_run
 
 REVIEWS_TABLE = "generated_reviews.json"
 CHART = "auto_measures_by_rating.png"
@@ -48,8 +47,7 @@ def review_rows(rows: list[dict], prompts: list[str], reviews: list[str], classi
 
 def training_run(client, model_dir: Path, tracking_uri: str) -> str | None:
     """The id of the run that trained the model, if it is in this tracking store."""
-    run_file = Path(model_dir).parent / RUN_ID_FILE
-    stored = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else {}
+    stored = stored_run(Path(model_dir).parent)
     if not stored.get("run_id") or mask_uri(stored.get("tracking_uri")) != mask_uri(tracking_uri):
         return None
     try:

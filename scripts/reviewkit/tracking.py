@@ -32,7 +32,7 @@ from transformers import TrainerCallback
 from .files import atomic_write_text
 from .redact import mask_uri, redact
 from .mlflow_conventions import card_description, dataset_inputs, note_tag, source_tags
-from .tracking_store import RUN_ID_FILE, first_line, limit_http_retries
+from .tracking_store import RUN_ID_FILE, first_line, limit_http_retries, stored_run
 
 PENDING_FILE = "mlflow_pending.jsonl"
 STEP_METRICS = ("loss", "learning_rate", "grad_norm")
@@ -74,7 +74,7 @@ class MlflowLogger(TrainerCallback):
         self._client = mlflow.MlflowClient(self.tracking_uri)
         run_file = Path(args.output_dir) / RUN_ID_FILE
         self._pending_file = Path(args.output_dir) / PENDING_FILE
-        stored = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else {}
+        stored = stored_run(args.output_dir)
         if mask_uri(stored.get("tracking_uri")) == self.shown_uri and self._run_exists(stored.get("run_id")):
             self.run_id = stored["run_id"]
             self._client.update_run(self.run_id, status="RUNNING")

@@ -8,6 +8,7 @@ before MLflow opens it (MLflow itself retries a dead database for about 100 s).
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import subprocess
@@ -126,6 +127,12 @@ def check_database(url: str, timeout: float = 5.0) -> None:
                             f"pip install -r requirements.txt installs the PostgreSQL one") from None
     except Exception as exc:  # noqa: BLE001 - refused, timed out, authentication, unknown database: one answer
         raise DatabaseError(f"{where} cannot be used ({first_line(getattr(exc, 'orig', None) or exc)})") from None
+
+
+def stored_run(output_dir: str | os.PathLike) -> dict:
+    """OUTPUT_DIR/mlflow_run.json of a training run: its MLflow `run_id` and masked `tracking_uri`; {} if none."""
+    path = Path(output_dir) / RUN_ID_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def limit_http_retries() -> None:
