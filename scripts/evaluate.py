@@ -53,10 +53,10 @@ def measure(requested, predicted, keywords, texts, copies, real_length, lemmatiz
             "real_length": real_length}
 
 
-def quality_table(rows: list[dict], reviews: list[str], train: dict, classifier: RatingClassifier) -> dict[str, dict]:
+def quality_table(rows: list[dict], reviews: list[str], train: dict, predicted: np.ndarray,
+                  copies: np.ndarray) -> dict[str, dict]:
+    """Measures per requested rating and for all; `predicted` ratings and `copies` flags are per review."""
     requested = np.array([r["rating"] for r in rows])
-    predicted = classifier.predict(reviews)
-    copies = copied(reviews, train["text"])
     keywords = [r["keywords"] for r in rows]
     train_ratings = np.array(train["rating"])
     train_lengths = np.array([len(t) for t in train["text"]])
@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     test_exact, test_within = rating_consistency([r["rating"] for r in test],
                                                  classifier.predict([r["text"] for r in test]))
     reviews = [texts[0] for texts in generate_reviews(model, tokenizer, prompts, settings_from(args), args.batch_size)]
-    table = quality_table(rows, reviews, train, classifier)
+    predicted, copies = classifier.predict(reviews), copied(reviews, train["text"])
+    table = quality_table(rows, reviews, train, predicted, copies)
     unmeasured = add_realism(table, rows, reviews, test, args.seed)
     print(f"rating classifier on real test reviews: accuracy {test_exact:.3f}, within ±1 {test_within:.3f} "
           f"(consistency below cannot be read more finely than this)")
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
               **{f"realism_unmeasured_{group}": reason[:500] for group, reason in unmeasured.items()},
               **settings_from(args).as_dict()}
     evaluation = markdown_table(table) + "".join(f"\n\n{note}." for note in notes)
-    per_review = review_rows(rows, prompts, reviews, classifier, train["text"])
+    per_review = review_rows(rows, prompts, reviews, predicted, copies)
     run_id, training_run_id = log_evaluation(tracking_uri, Path(args.model), table, params, per_review, evaluation)
     print(f"logged to MLflow run {run_id} ({mask_uri(tracking_uri)}): measures, {len(reviews)} reviews "
           f"in {REVIEWS_TABLE}, the chart {CHART}")

@@ -18,7 +18,7 @@ from pathlib import Path
 from .keywords import Lemmatizer
 from .mlflow_conventions import card_description, note_tag, source_tags
 from .plotting import plot_rating_measures
-from .quality import copied, keyword_coverage
+from .quality import keyword_coverage
 from .redact import mask_uri, redact
 from .tracking_store import stored_run
 
@@ -26,10 +26,9 @@ REVIEWS_TABLE = "generated_reviews.json"
 CHART = "auto_measures_by_rating.png"
 
 
-def review_rows(rows: list[dict], prompts: list[str], reviews: list[str], classifier, train_texts: list[str]) -> dict:
-    """Columns of the per-review table: what was asked, what came out, and how that one review measures."""
-    predicted = classifier.predict(reviews)
-    copies = copied(reviews, train_texts)
+def review_rows(rows: list[dict], prompts: list[str], reviews: list[str], predicted, copies) -> dict:
+    """Columns of the per-review table: what was asked, what came out, and how that one review measures
+    (`predicted` ratings and `copies` flags as evaluate.py computed them for its table)."""
     lemmatizer = Lemmatizer()
     requested = [int(r["rating"]) for r in rows]
     return {
