@@ -71,8 +71,8 @@ class SurplusTrial(Exception):
 
 
 class RecordTrialRun(TrainerCallback):
-    """Stores the trial's MLflow run id in the study once training starts: a worker that retries the trial
-    after this one died can then close that run."""
+    """Stores the trial's MLflow run id in the study (user attribute `mlflow_run_id`) once training starts, so that
+    the study names the run of each trial."""
 
     def __init__(self, trial):
         self.trial = trial
@@ -211,11 +211,16 @@ def parent_run(client, study, created: bool) -> str:
     return run_id
 
 
-def close_interrupted_run(client, trial, trial_dir: Path) -> None:
-    """A retried trial: mark the MLflow run of the worker that died KILLED, unless this worker resumes that run."""
-    old_run = trial.user_attrs.get("mlflow_run_id")
-    if old_run and stored_run(trial_dir).get("run_id") != old_run:
-        client.set_terminated(old_run, status="KILLED")
+def close_interrupted_run(client, parent_id: str, number: int, trial_dir: Path) -> None:
+    """A retried trial: mark the MLflow runs of trial NUMBER left RUNNING by a worker that died KILLED, unless
+    this worker resumes that run. Found by name under the parent: a worker killed before it could record the
+    run's id in the study still leaves the run there."""
+    resumed = stored_run(trial_dir).get("run_id")
+    experiment_id = client.get_run(parent_id).info.experiment_id
+    for orphan in client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}' and "
+                                     f"attributes.run_name = 'trial {number}' and attributes.status = 'RUNNING'"):
+        if orphan.info.run_id != resumed:
+            client.set_terminated(orphan.info.run_id, status="KILLED")
 
 
 def trial_counts(study) -> tuple[int, int, int]:
@@ -293,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         number = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
         trial_dir = output_dir / f"trial-{trial.number if number is None else number}"
         if number is not None:
-            close_interrupted_run(client, trial, trial_dir)
+            close_interrupted_run(client, parent_id, number, trial_dir)
         number = trial.number if number is None else number
         trial_config = dataclasses.replace(config, **{k: v for k, v in chosen.items() if k != "learning_rate"})
         trial_args = copy.deepcopy(training_args)
