@@ -2,13 +2,16 @@
 
 import math
 
+import datasets
+import numpy as np
 import pytest
 import torch
-from datasets import Dataset
+from datasets import Dataset, load_from_disk
 from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
 
 from reviewkit.config import parse_config
-from reviewkit.trainer import EpochStats, EpochStatsCallback, NonFiniteLossError, ReviewCollator, ReviewTrainer, per_example_loss
+from reviewkit.trainer import (EpochStats, EpochStatsCallback, NonFiniteLossError, ReviewCollator, ReviewTrainer,
+                               balanced, per_example_loss)
 
 
 def tiny_model():
@@ -35,14 +38,15 @@ def examples(n, seed):
     return Dataset.from_dict(rows)
 
 
-def trainer_for(tmp_path, validation, **flags):
+def trainer_for(tmp_path, validation, train_set=None, **flags):
     argv = ["--data_dir", "x", "--output_dir", str(tmp_path), "--per_device_eval_batch_size", "4",
             "--per_device_train_batch_size", "4", "--disable_tqdm", "true", "--bf16", "false"]
     for flag, value in flags.items():
         argv += [f"--{flag}", str(value)]
     config, args = parse_config("test", {}, {}, argv)
     model, stats = tiny_model(), EpochStats()
-    return ReviewTrainer(model=model, args=args, train_dataset=examples(16, 1), eval_dataset=validation,
+    train_set = examples(16, 1) if train_set is None else train_set
+    return ReviewTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=validation,
                          data_collator=ReviewCollator(tokenizer(), model), stats=stats,
                          callbacks=[EpochStatsCallback(stats)])
 
@@ -103,3 +107,76 @@ def test_a_training_epoch_closes_its_statistics_and_validates_per_rating(tmp_pat
     last_logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert trainer.stats.last["train_loss"] == pytest.approx(sum(last_logged) / len(last_logged), rel=1e-3)
     assert any("eval_rating_1_loss" in entry for entry in trainer.state.log_history)
+
+
+def memory_mapped_examples(n, seed, directory):
+    """n tokenised-looking rows saved and reopened as the Trainer gets them: a memory-mapped Arrow table."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(5, 300, n)
+    Dataset.from_dict({"input_ids": [[3, 1]] * n, "labels": [[4, 1]] * n, "length": lengths,
+                       "rating": rng.choice([1, 2, 3, 4, 5], n)}).save_to_disk(str(directory))
+    return load_from_disk(str(directory))
+
+
+class TableQueries:
+    """Counts the Arrow table queries of datasets and the rows they return (a per-row read costs one query each)."""
+
+    def __init__(self, monkeypatch):
+        self.calls = self.rows = 0
+        query_table = datasets.arrow_dataset.query_table
+
+        def counted(*args, **kwargs):
+            table = query_table(*args, **kwargs)
+            self.calls += 1
+            self.rows += table.num_rows
+            return table
+
+        monkeypatch.setattr(datasets.arrow_dataset, "query_table", counted)
+
+
+def test_length_grouped_samplers_read_the_lengths_once_not_once_per_row_and_epoch(tmp_path, monkeypatch):
+    # transformers hands LengthGroupedSampler the lazy column, which it indexes row by row at every epoch:
+    # 2 x 20,000 queries over the whole table for two epochs here, minutes at the real 447k rows.
+    rows = 20_000
+    train = memory_mapped_examples(rows, 0, tmp_path / "train")
+    validation = memory_mapped_examples(2_000, 1, tmp_path / "validation")
+    trainer = trainer_for(tmp_path / "out", validation, train)
+    queries = TableQueries(monkeypatch)
+    sampler = trainer._get_train_sampler()
+    epochs = []
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        epochs.append(list(sampler))
+    eval_order = list(trainer._get_eval_sampler(validation))
+    assert queries.calls <= 2  # one read per split, whatever its size
+    assert queries.rows <= rows + len(validation)
+    lengths = train["length"][:]
+    assert all(sorted(order) == list(range(rows)) for order in epochs) and epochs[0] != epochs[1]
+    assert sorted(eval_order) == list(range(len(validation)))
+    # Still transformers' grouping: megabatches of 50 batches, each sorted longest first (but for its first element,
+    # which may be swapped with the overall longest).
+    megabatch = 50 * 4
+    for start in range(0, rows, megabatch):
+        grouped = [lengths[i] for i in epochs[1][start + 1:start + megabatch]]
+        assert grouped == sorted(grouped, reverse=True)
+
+
+def test_length_grouped_order_depends_only_on_seed_and_epoch_as_torchrun_ranks_need(tmp_path):
+    train = examples(64, 0)
+
+    def order(seed, epoch, global_seed=0):
+        sampler = trainer_for(tmp_path, examples(8, 1), train, seed=seed)._get_train_sampler()
+        sampler.set_epoch(epoch)
+        torch.manual_seed(global_seed)  # ranks consume the global RNG differently; the order must not care
+        return list(sampler)
+
+    assert order(1, 0) == order(1, 0, global_seed=5) and order(1, 1) == order(1, 1, global_seed=6)
+    assert order(1, 0) != order(1, 1) and order(1, 0) != order(2, 0)
+
+
+def test_balance_reads_the_ratings_once(tmp_path, monkeypatch):
+    train = memory_mapped_examples(20_000, 0, tmp_path / "train")
+    config, _ = parse_config("test", {}, {}, ["--data_dir", "x", "--balance", "oversample"])
+    queries = TableQueries(monkeypatch)
+    _, weights, _, params = balanced(train, config, seed=0)
+    assert queries.calls == 1 and len(weights) == 20_000 and "balance_counts_before" in params

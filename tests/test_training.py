@@ -336,10 +336,21 @@ def test_peak_memory_stays_flat_over_many_epochs(tmp_path):
 @pytest.mark.slow
 def test_torchrun_two_cpu_processes_log_one_run(tmp_path):
     seed_mlflow_store(tmp_path / "mlflow.db")
+    batches = tmp_path / "batches"
+    batches.mkdir()
     result = run_python("-m", "torch.distributed.run", "--nproc_per_node", "2", SCRIPTS / "train_t5.py", "--demo",
                         "--num_train_epochs", "2", "--max_train_samples", "640", "--output_dir", tmp_path / "run",
-                        "--tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
+                        "--tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                        env={"REVIEWKIT_TEST_RECORD_BATCHES": str(batches)})
     assert result.returncode == 0, result.stderr[-3000:]
+    # Both ranks walk one length-grouped order and each trains on its own share: every epoch covers the 640
+    # examples once between them (up to the last batch's padding), each rank about half of them.
+    for epoch in (0, 1):
+        per_rank = [[tuple(example) for line in (batches / f"rank-{rank}.jsonl").read_text().splitlines()
+                     for example in json.loads(line)["examples"] if json.loads(line)["epoch"] == epoch]
+                    for rank in (0, 1)]
+        assert len(set(per_rank[0]) | set(per_rank[1])) == 640
+        assert all(300 <= len(examples) <= 352 for examples in per_rank)
     assert result.stdout.count("best epoch") == 1
     client, run = only_run(tmp_path, "train_t5")
     assert run.data.params["world_size"] == "2"

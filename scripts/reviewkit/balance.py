@@ -3,7 +3,8 @@
 Modes (`--balance`):
 - none: the data as it is (the original experiments);
 - oversample: each epoch draws len(train) examples with replacement, each rating with the same
-  expected count (weights 1/count of the example's rating), a fresh draw per epoch;
+  expected count (weights 1/count of the example's rating), a fresh draw per epoch
+  (samplers.EpochWeightedSampler);
 - weighted: every example is seen once per epoch, its loss weighted by the inverse frequency of its
   rating, capped at `weight_cap` and normalised to a mean of 1 over the split;
 - downsample: at most `max_per_rating` random examples of each rating (default: the count of the
@@ -14,7 +15,6 @@ Validation always keeps its natural distribution.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 BALANCE_MODES = ("none", "oversample", "weighted", "downsample")
 
@@ -50,24 +50,3 @@ def downsample_indices(ratings, max_per_rating: int | None, seed: int) -> np.nda
     kept = [rng.choice(np.flatnonzero(ratings == r), size=min(c, cap), replace=False) for r, c in counts.items()]
     return np.sort(np.concatenate(kept))
 
-
-class EpochWeightedSampler(torch.utils.data.Sampler):
-    """Weighted sampling with replacement, a new draw each epoch that depends only on (seed, epoch).
-
-    Trainer calls set_epoch, so a resumed run draws the same examples as an uninterrupted one.
-    """
-
-    def __init__(self, weights: np.ndarray, seed: int):
-        self.weights = torch.as_tensor(weights, dtype=torch.double)
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.weights)
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        yield from torch.multinomial(self.weights, len(self.weights), replacement=True, generator=generator).tolist()

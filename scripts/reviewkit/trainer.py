@@ -13,8 +13,10 @@ import time
 import numpy as np
 import torch
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from .balance import EpochWeightedSampler, downsample_indices, loss_weights, oversample_weights, rating_counts
+from .balance import downsample_indices, loss_weights, oversample_weights, rating_counts
+from .samplers import EpochLengthGroupedSampler, EpochWeightedSampler, column_values
 
 RATING_SLOTS = 6  # ratings 1..5 index a tensor directly; slot 0 stays empty
 
@@ -136,7 +138,23 @@ class ReviewTrainer(Seq2SeqTrainer):
     def _get_train_sampler(self, train_dataset=None):
         if self.sample_weights is not None:
             return EpochWeightedSampler(self.sample_weights, self.args.seed)
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if self._groups_by_length(dataset):
+            return EpochLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                             column_values(dataset, self.args.length_column_name), self.args.seed)
         return super()._get_train_sampler(train_dataset)
+
+    def _get_eval_sampler(self, eval_dataset):
+        if self._groups_by_length(eval_dataset):  # what Trainer builds, over plain lengths
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return LengthGroupedSampler(self.args.eval_batch_size,
+                                        lengths=column_values(eval_dataset, self.args.length_column_name),
+                                        generator=torch.Generator().manual_seed(seed))
+        return super()._get_eval_sampler(eval_dataset)
+
+    def _groups_by_length(self, dataset) -> bool:
+        return (self.args.train_sampling_strategy == "group_by_length" and hasattr(dataset, "column_names")
+                and self.args.length_column_name in dataset.column_names)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         examples = len(inputs["labels"])
@@ -184,7 +202,7 @@ class ReviewTrainer(Seq2SeqTrainer):
 
 def balanced(train_set, config, seed: int):
     """(training set, sampler weights or None, per-rating loss weights or None, MLflow params) for --balance."""
-    ratings = np.asarray(train_set["rating"])
+    ratings = np.asarray(column_values(train_set, "rating"))
     params = {"balance_counts_before": json.dumps(rating_counts(ratings))}
     if config.balance == "oversample":
         weights = oversample_weights(ratings)

@@ -5,19 +5,30 @@ Python imports `sitecustomize` at start-up; without the variables below it does 
 - REVIEWKIT_TEST_KILL_AT=STAGE:N: the process SIGKILLs itself at `train:N` (the training step
   that becomes optimizer step N), `evaluate:N` (the first validation batch after epoch N) or
   `save:N` (after the model weights of epoch N's checkpoint, before its optimizer and trainer state).
+- REVIEWKIT_TEST_RECORD_BATCHES=DIR: each process appends, per training step, its epoch and the label ids of
+  every example of its batch to DIR/rank-N.jsonl (which examples each torchrun rank trained on).
 The patches sit on transformers' Trainer, below the project's ReviewTrainer, so the project's code runs unchanged.
 """
 
+import json
 import os
 import signal
 
 _NAN_AT_STEP = int(os.environ.get("REVIEWKIT_TEST_NAN_AT_STEP", "0"))
 _KILL_AT = os.environ.get("REVIEWKIT_TEST_KILL_AT", "")
+_RECORD_BATCHES = os.environ.get("REVIEWKIT_TEST_RECORD_BATCHES", "")
 
 
 def _kill_if(stage, where):
     if where is not None and _KILL_AT == f"{stage}:{where:g}":
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _record(trainer, inputs):
+    examples = [[token for token in row if token != -100] for row in inputs["labels"].tolist()]
+    line = json.dumps({"epoch": int(trainer.state.epoch), "examples": examples})
+    with open(os.path.join(_RECORD_BATCHES, f"rank-{trainer.args.process_index}.jsonl"), "a") as f:
+        f.write(line + "\n")
 
 
 def _install():
@@ -26,10 +37,12 @@ def _install():
     training_step, prediction_step = Trainer.training_step, Trainer.prediction_step
     save_optimizer = Trainer._save_optimizer_and_scheduler
 
-    def patched_training_step(self, *args, **kwargs):
+    def patched_training_step(self, model, inputs, *args, **kwargs):
         step = self.state.global_step + 1
+        if _RECORD_BATCHES:
+            _record(self, inputs)
         _kill_if("train", step)
-        loss = training_step(self, *args, **kwargs)
+        loss = training_step(self, model, inputs, *args, **kwargs)
         return loss * float("nan") if step == _NAN_AT_STEP else loss
 
     def patched_prediction_step(self, *args, **kwargs):
@@ -45,5 +58,5 @@ def _install():
     Trainer._save_optimizer_and_scheduler = patched_save_optimizer
 
 
-if _NAN_AT_STEP or _KILL_AT:
+if _NAN_AT_STEP or _KILL_AT or _RECORD_BATCHES:
     _install()
