@@ -26,9 +26,8 @@ def rating_counts(ratings) -> dict[int, int]:
 
 def oversample_weights(ratings) -> np.ndarray:
     """Sampling weight per example: 1 / (count of its rating), so every rating is drawn equally often."""
-    ratings = np.asarray(ratings)
-    counts = rating_counts(ratings)
-    return np.array([1.0 / counts[int(r)] for r in ratings])
+    _, inverse, counts = np.unique(np.asarray(ratings), return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
 
 
 def loss_weights(ratings, weight_cap: float) -> dict[int, float]:

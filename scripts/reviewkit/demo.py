@@ -74,7 +74,7 @@ def build_demo_model(texts: Iterable[str], output_dir: str | Path, seed: int = 0
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     build_dir = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.", suffix=".tmp"))
     try:
-        tokenizer = _train_demo_tokenizer(corpus)
+        tokenizer = train_unigram_tokenizer(corpus, DEMO_VOCAB_SIZE)
         model = untied_t5(demo_config(len(tokenizer)), seed)
         model.save_pretrained(build_dir, safe_serialization=True)
         tokenizer.save_pretrained(build_dir)
@@ -131,7 +131,7 @@ def _replace_dir(new: Path, target: Path) -> None:
     shutil.rmtree(stale, ignore_errors=True)
 
 
-def _train_demo_tokenizer(corpus: list[str]) -> T5Tokenizer:
+def train_unigram_tokenizer(corpus: list[str], vocab_size: int) -> T5Tokenizer:
     """A Unigram tokenizer like T5's: <pad>=0, </s>=1, <unk>=2, Metaspace spaces, </s> appended.
 
     The pieces and scores come from sentencepiece's trainer, which is deterministic with one
@@ -146,7 +146,7 @@ def _train_demo_tokenizer(corpus: list[str]) -> T5Tokenizer:
         sentence_iterator=iter(corpus),
         model_writer=model_proto,
         model_type="unigram",
-        vocab_size=DEMO_VOCAB_SIZE,
+        vocab_size=vocab_size,
         hard_vocab_limit=False,  # a small corpus yields fewer pieces
         character_coverage=1.0,
         required_chars=DEMO_REQUIRED_CHARS,
