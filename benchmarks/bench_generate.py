@@ -2,12 +2,15 @@
 
     python benchmarks/bench_generate.py                       # CPU: ~3 min
     python benchmarks/bench_generate.py --batch_sizes 16,32,64,128
+    python benchmarks/bench_generate.py --device cuda --prompts 1024 --batch_sizes 64,256 --max_new_tokens 128
 
 Both paths call reviewkit.generation.generate_reviews with the same prompts and settings; only
 --batch_size differs (batches are formed from prompts of similar length). The model is random
 (ruT5-small shape, 64.6M parameters), so it almost never emits </s> and every review runs to
 --max_new_tokens: both paths generate the same number of tokens. Prompts are real demo prompts,
-tokenised by the demo tokenizer (its ids are a subset of the model's vocabulary).
+tokenised by the demo tokenizer (its ids are a subset of the model's vocabulary). The model runs
+where the scripts' --device puts it (reviewkit.device: bf16 on a GPU that supports it, else fp32),
+after one small untimed batch that pays for the device's start-up.
 Target: >= 10x.
 """
 
@@ -19,13 +22,13 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from reviewkit.generation import SamplingSettings, generate_reviews  # noqa: E402
 from reference import random_rut5_small  # noqa: E402
 from reviewkit.demo import build_demo_model  # noqa: E402
+from reviewkit.device import CHOICES_HELP, DeviceError, device_choice, resolve_device  # noqa: E402
 from reviewkit.modeling import load_model_and_tokenizer  # noqa: E402
 from reviewkit.pipeline import PrepareConfig, prepare_dataset  # noqa: E402
 
@@ -44,7 +47,13 @@ def main() -> None:
     parser.add_argument("--single_prompts", type=int, default=8, help="prompts generated one at a time")
     parser.add_argument("--batch_sizes", default="32,64,128", help="batch sizes to measure, comma-separated")
     parser.add_argument("--max_new_tokens", type=int, default=48, help="tokens per review")
+    parser.add_argument("--device", type=device_choice, default="auto",
+                        help=f"where the model generates: {CHOICES_HELP}")
     args = parser.parse_args()
+    try:
+        device = resolve_device(args.device)
+    except DeviceError as exc:
+        parser.error(str(exc))
 
     data_dir = WORK_DIR / "data"
     prepare_dataset(str(ROOT / "data" / "demo_reviews.tskv"), data_dir, PrepareConfig(), progress=False)
@@ -53,12 +62,10 @@ def main() -> None:
     tokenizer_dir = build_demo_model(table.column("text").to_pylist() + table.column("prompt").to_pylist(),
                                      WORK_DIR / "tokenizer")
     _, tokenizer = load_model_and_tokenizer(str(tokenizer_dir))
-    model = random_rut5_small().eval()
-    if torch.cuda.is_available():
-        model = model.cuda()
+    model = random_rut5_small().to(device.device, device.dtype).eval()
     settings = SamplingSettings(max_new_tokens=args.max_new_tokens)
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {device}; {args.max_new_tokens} new tokens per review")
+    print(f"device: {device.description}; {args.max_new_tokens} new tokens per review")
+    generate_reviews(model, tokenizer, prompts[:8], SamplingSettings(max_new_tokens=4), 8)  # warm-up, untimed
 
     single = reviews_per_second(model, tokenizer, prompts[: args.single_prompts], settings, 1)
     print(f"one at a time: {single:.2f} reviews/s ({args.single_prompts} prompts)")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU measurements of docs/performance.md in one short run (a few minutes on one H200):
-# bench_train.py at batch 32 and 64, the project's setup with and without --torch_compile.
+# bench_train.py at batch 32 and 64, the project's setup with and without --torch_compile;
+# batched generation and evaluate.py end to end on the GPU (bf16 where it supports it).
 # Usage: bash benchmarks/gpu_check.sh   (after: pip install -r requirements.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,3 +16,22 @@ for batch in 128 256; do  # the larger batches a GPU default could take
   python benchmarks/bench_train.py --batch_size "$batch" --examples $((batch * 80)) --warmup_steps 10 \
     --skip_max_padding
 done
+
+# Generation: reviews/s at batch 64 and 256, 48 and 128 new tokens; the one-at-a-time baseline on 8 prompts.
+for tokens in 48 128; do
+  python benchmarks/bench_generate.py --device cuda --prompts 1024 --batch_sizes 64,256 --max_new_tokens "$tokens"
+done
+# evaluate.py end to end on 500 prompts (random ruT5-small, the demo data; the model stays for the check below).
+python benchmarks/bench_evaluate.py --num_prompts 500 --device auto
+# The same seed twice on the GPU gives the same reviews.
+seeded=(python scripts/generate.py --model outputs/bench_evaluate/model --rating 4 --rubrics "Кафе" \
+  --keywords "кофе, десерт" --num_return_sequences 4 --max_new_tokens 32 --seed 7 --device cuda)
+first=$("${seeded[@]}")
+second=$("${seeded[@]}")
+if [[ "$first" == "$second" ]]; then
+  echo "same seed on the GPU: same reviews"
+else
+  echo "same seed on the GPU: DIFFERENT reviews"
+fi
+
+# ---- bench_scale.py (real-size training benchmark): its line goes here ----

@@ -27,8 +27,9 @@ import pyarrow.parquet as pq
 
 from reviewkit.cli import ArgumentParser, int_in
 from reviewkit.evaluation_run import CHART, REVIEWS_TABLE, describe_training_run, log_evaluation, review_rows
-from reviewkit.generation import (add_model_flags, add_sampling_flags, generate_reviews, load_for_generation,
-                                  prompt_of, settings_from, with_empty_nulls)
+from reviewkit.device import DeviceError, GenerationDevice, resolve_device
+from reviewkit.generation import (add_device_flag, add_model_flags, add_sampling_flags, generate_reviews,
+                                  load_for_generation, prompt_of, settings_from, with_empty_nulls)
 from reviewkit.keywords import Lemmatizer
 from reviewkit.model_card import CARD_NAME, add_evaluation_to_card
 from reviewkit.modeling import ModelSourceError
@@ -120,6 +121,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the "
                              "current directory)")
     add_sampling_flags(parser)
+    add_device_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -130,7 +132,7 @@ def read_split(path: Path, columns: list[str]) -> pa.Table:
         raise ValueError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
 
 
-def load_inputs(args: argparse.Namespace, tracking_uri: str):
+def load_inputs(args: argparse.Namespace, tracking_uri: str, device: GenerationDevice):
     """(train columns, test rows, model, tokenizer); TrackingError, ValueError or ModelSourceError with a reason."""
     data_dir = Path(args.data_dir)
     check_tracking_uri(tracking_uri)
@@ -140,7 +142,7 @@ def load_inputs(args: argparse.Namespace, tracking_uri: str):
     test = with_empty_nulls(read_split(data_dir / "test.parquet", ["text", "rating", "rubrics", "keywords"]).to_pylist())
     if not test:
         raise ValueError(f"the test split in {data_dir} is empty")
-    model, tokenizer = load_for_generation(args.model, args.base_model)
+    model, tokenizer = load_for_generation(args.model, args.base_model, device)
     return train, test, model, tokenizer
 
 
@@ -173,11 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     try:
-        train, test, model, tokenizer = load_inputs(args, tracking_uri)
+        device = resolve_device(args.device)
+        train, test, model, tokenizer = load_inputs(args, tracking_uri, device)
         rows, prompts = draw_rows(args, test)
-    except (TrackingError, ValueError, ModelSourceError) as exc:
+    except (TrackingError, ValueError, ModelSourceError, DeviceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    print(f"generating on {device.description}")
     classifier = RatingClassifier(seed=args.seed).fit(train["text"], train["rating"])
     test_exact, test_within = rating_consistency([r["rating"] for r in test],
                                                  classifier.predict([r["text"] for r in test]))
@@ -194,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
              for group, reason in unmeasured.items()]
     print("\n".join([format_table(table), *notes]))
     params = {"model": args.model, "data_dir": args.data_dir, "num_prompts": len(rows),
+              "device": device.description,
               "classifier_test_accuracy": round(test_exact, 4), "classifier_test_within_1": round(test_within, 4),
               **{f"realism_unmeasured_{group}": reason[:500] for group, reason in unmeasured.items()},
               **settings_from(args).as_dict()}

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from reviewkit.cli import ArgumentParser, check_output, int_in
 from reviewkit.files import atomic_path
-from reviewkit.generation import (add_model_flags, add_sampling_flags, generate_reviews, load_for_generation,
-                                  prompt_of, settings_from)
+from reviewkit.device import DeviceError, resolve_device
+from reviewkit.generation import (add_device_flag, add_model_flags, add_sampling_flags, generate_reviews,
+                                  load_for_generation, prompt_of, settings_from)
 from reviewkit.modeling import ModelSourceError
 
 
@@ -70,12 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="write prompt,review rows to this CSV instead of printing")
     parser.add_argument("--num_return_sequences", type=int_in(1), default=1, help="reviews per prompt")
     add_sampling_flags(parser)
+    add_device_flag(parser)
     args = parser.parse_args(argv)
     if (args.rating is None) == (args.prompts_file is None):
         parser.error("give either --rating (with --rubrics and --keywords) or --prompts_file")
     if args.output:
         check_output(parser, "--output", args.output)
     try:
+        device = resolve_device(args.device)
         if args.prompts_file:
             rows = read_prompt_rows(args.prompts_file)
             prompts = [prompt_of(row, f"prompts file {args.prompts_file}, row {number}")
@@ -83,10 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             prompts = [prompt_of({"rating": args.rating, "rubrics": args.rubrics, "keywords": args.keywords},
                                  "--rating")]
-        model, tokenizer = load_for_generation(args.model, args.base_model)
-    except (ValueError, ModelSourceError) as exc:
+        model, tokenizer = load_for_generation(args.model, args.base_model, device)
+    except (ValueError, ModelSourceError, DeviceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    print(f"generating on {device.description}", file=sys.stderr)  # stdout carries the reviews
     reviews = generate_reviews(model, tokenizer, prompts, settings_from(args, args.num_return_sequences),
                                args.batch_size)
     if args.output:

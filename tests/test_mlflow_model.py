@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 
 from reviewkit.config import parse_config
 from reviewkit.generation import SamplingSettings, generate_reviews, load_for_generation
+from reviewkit.mlflow_model import served_device
 from reviewkit.prompt import build_prompt
 
 # The module's demo runs are built once: all its tests go to one xdist worker.
@@ -88,7 +89,7 @@ def test_the_pyfunc_writes_one_review_per_row_with_the_project_prompt_and_sampli
     row = {"rating": 4, "rubrics": "Кафе;Кофейня", "keywords": "кофе, десерт"}
     params = {"seed": 7, "max_new_tokens": 12, "temperature": 0.8}
     (review,) = t5_pyfunc.predict(pd.DataFrame([row]), params=params)
-    model, tokenizer = load_for_generation(str(t5_run.workdir / "run" / "final"))
+    model, tokenizer = load_for_generation(str(t5_run.workdir / "run" / "final"), None, served_device())
     expected = generate_reviews(model, tokenizer, [build_prompt(4, "Кафе;Кофейня", "кофе, десерт")],
                                 SamplingSettings(seed=7, max_new_tokens=12, temperature=0.8))
     assert review == expected[0][0] and review

@@ -2,7 +2,7 @@
 
 Prompts are built by `prompt.build_prompt`, the function used for training. Generation is
 batched, with batches of similar prompt length (less padding); the same seed gives the same
-reviews on a CPU.
+reviews on the same device and precision (torch.manual_seed seeds the CPU and every GPU).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 
 from .cleaning import parse_rating
 from .cli import float_above, int_in
+from .device import CHOICES_HELP, GenerationDevice, device_choice
 from .modeling import ModelSourceError, load_model_and_tokenizer
 from .prompt import build_prompt
 
@@ -37,8 +38,8 @@ class SamplingSettings:
         return asdict(self)
 
 
-def load_for_generation(model_dir: str, base_model: str | None = None):
-    """(model, tokenizer) from a full model directory or a LoRA adapter directory.
+def load_for_generation(model_dir: str, base_model: str | None, device: GenerationDevice):
+    """(model, tokenizer) from a full model directory or a LoRA adapter directory, the model on `device`.
 
     For an adapter, the base model is `base_model` or the one recorded in adapter_config.json.
     """
@@ -46,7 +47,7 @@ def load_for_generation(model_dir: str, base_model: str | None = None):
     adapter_config = path / "adapter_config.json"
     if not adapter_config.is_file():
         model, tokenizer = load_model_and_tokenizer(model_dir)
-        return model.eval(), tokenizer
+        return model.to(device.device, device.dtype).eval(), tokenizer
     from peft import PeftModel
 
     base = base_model or json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
@@ -63,12 +64,19 @@ def load_for_generation(model_dir: str, base_model: str | None = None):
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
         first_line = next((line for line in lines if line.startswith("size mismatch")), lines[0])
         raise ModelSourceError(f"the adapter in {model_dir} does not fit base model {base}: {first_line}") from None
-    return model.eval(), tokenizer
+    # Cast as a whole after attaching the adapter: PEFT keeps adapter weights in fp32 on a bf16 base.
+    return model.to(device.device, device.dtype).eval(), tokenizer
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="trained model directory (full model or LoRA adapter)")
     parser.add_argument("--base_model", default=None, help="base model of a LoRA adapter (default: from the adapter)")
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    """--device; argparse checks the spelling, resolve_device (before the model loads) that the machine has it."""
+    parser.add_argument("--device", type=device_choice, default="auto",
+                        help=f"where the model generates: {CHOICES_HELP}")
 
 
 def add_sampling_flags(parser: argparse.ArgumentParser) -> None:

@@ -16,6 +16,8 @@ the base from the Hugging Face hub or its local cache. Input: columns `rating` (
 ("Кафе;Кофейня" or a list) and `keywords` ("кофе, десерт" or a list); sampling settings are the
 request's `params` (the signature's, with SamplingSettings' defaults). A bad row or param is a
 MlflowException with INVALID_PARAMETER_VALUE: the scoring server answers 400 with its message.
+The model loads on the device that $REVIEWKIT_DEVICE names (auto, cpu, cuda, cuda:N; default auto);
+a bad or absent device fails the load with a one-line DeviceError.
 
 MLflow runs this file on its own, not as `reviewkit.mlflow_model`: hence the absolute imports and
 the `set_model` call at the bottom.
@@ -41,11 +43,13 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_ALREA
 from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from reviewkit.cli import float_above, int_in
+from reviewkit.device import DeviceError, GenerationDevice, device_choice, resolve_device
 from reviewkit.generation import (SEED_MAX, SamplingSettings, generate_reviews, load_for_generation, prompt_of,
                                   with_empty_nulls)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REQUIREMENTS = PACKAGE_DIR.parent.parent / "requirements.txt"
+DEVICE_VARIABLE = "REVIEWKIT_DEVICE"
 INPUT_EXAMPLE = pd.DataFrame([{"rating": 5, "rubrics": "Кафе;Кофейня", "keywords": "кофе, десерт, уютно"}])
 # The request params and their checks: the same bounds as the scripts' sampling flags.
 PARAM_CHECKS = {"temperature": float_above(0), "top_p": float_above(0, 1), "top_k": int_in(0),
@@ -64,7 +68,8 @@ class ReviewModel(mlflow.pyfunc.PythonModel):
     """One generated review per input row, with the project's prompt and sampling."""
 
     def load_context(self, context):
-        self.model, self.tokenizer = load_for_generation(context.artifacts["model"], context.artifacts.get("base_model"))
+        artifacts = context.artifacts
+        self.model, self.tokenizer = load_for_generation(artifacts["model"], artifacts.get("base_model"), served_device())
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> list[str]:
         try:
@@ -76,6 +81,15 @@ class ReviewModel(mlflow.pyfunc.PythonModel):
         if not prompts:
             return []
         return [reviews[0] for reviews in generate_reviews(self.model, self.tokenizer, prompts, settings)]
+
+
+def served_device() -> GenerationDevice:
+    """The device $REVIEWKIT_DEVICE names (default auto); DeviceError naming the variable when it is bad or absent."""
+    choice = os.environ.get(DEVICE_VARIABLE) or "auto"
+    try:
+        return resolve_device(device_choice(choice))
+    except (argparse.ArgumentTypeError, DeviceError) as exc:
+        raise DeviceError(f"{DEVICE_VARIABLE}={choice}: {exc}") from None
 
 
 def checked_row(row: dict, where: str) -> dict:
