@@ -194,9 +194,12 @@ def main() -> None:
     done = trainer.state.global_step
     if done > 1:
         per_step = (steps.last_step_end - steps.first_step_end) / (done - 1)
+        steps_per_epoch = len(trainer.get_train_dataloader()) // training_args.gradient_accumulation_steps
+        projected = "" if args.full_epoch else \
+            f", projected epoch {steps_per_epoch * per_step / 60:,.0f} min without its validation"
         report(f"{'the epoch' if args.full_epoch else f'{done - 1} more steps'}: {per_step:.2f} s per step",
                ended - built, f" ({len(dataset['train']):,} training rows, batch "
-                              f"{training_args.per_device_train_batch_size})")
+                              f"{training_args.per_device_train_batch_size}, {steps_per_epoch:,} steps{projected})")
 
     train_set = trainer.train_dataset
     started = time.perf_counter()
