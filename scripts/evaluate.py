@@ -23,17 +23,19 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from reviewkit.cli import ArgumentParser, int_in
-from reviewkit.evaluation_run import CHART, REVIEWS_TABLE, describe_training_run, log_evaluation, review_rows
 from reviewkit.device import DeviceError, GenerationDevice, resolve_device
+from reviewkit.evaluation_cache import evaluation_reference
+from reviewkit.evaluation_run import CHART, REVIEWS_TABLE, describe_training_run, log_evaluation, review_rows
 from reviewkit.generation import (add_device_flag, add_model_flags, add_sampling_flags, generate_reviews,
                                   load_for_generation, prompt_of, settings_from, with_empty_nulls)
 from reviewkit.keywords import Lemmatizer
 from reviewkit.model_card import CARD_NAME, add_evaluation_to_card
 from reviewkit.modeling import ModelSourceError
-from reviewkit.quality import RatingClassifier, copied, distinct_n, keyword_coverage, rating_consistency
+from reviewkit.quality import distinct_n, keyword_coverage, rating_consistency
 from reviewkit.realism import FOLDS, realism_by_rating
 from reviewkit.redact import mask_uri
 from reviewkit.tracking_store import TrackingError, check_tracking_uri, resolve_tracking_uri
@@ -54,13 +56,13 @@ def measure(requested, predicted, keywords, texts, copies, real_length, lemmatiz
             "real_length": real_length}
 
 
-def quality_table(rows: list[dict], reviews: list[str], train: dict, predicted: np.ndarray,
+def quality_table(rows: list[dict], reviews: list[str], train: pa.Table, predicted: np.ndarray,
                   copies: np.ndarray) -> dict[str, dict]:
     """Measures per requested rating and for all; `predicted` ratings and `copies` flags are per review."""
     requested = np.array([r["rating"] for r in rows])
     keywords = [r["keywords"] for r in rows]
-    train_ratings = np.array(train["rating"])
-    train_lengths = np.array([len(t) for t in train["text"]])
+    train_ratings = train.column("rating").to_numpy()
+    train_lengths = pc.utf8_length(train.column("text")).to_numpy()  # characters, as len(); no Python strings
     lemmatizer = Lemmatizer()
     table = {}
     for rating in sorted(set(requested.tolist())):
@@ -133,12 +135,13 @@ def read_split(path: Path, columns: list[str]) -> pa.Table:
 
 
 def load_inputs(args: argparse.Namespace, tracking_uri: str, device: GenerationDevice):
-    """(train columns, test rows, model, tokenizer); TrackingError, ValueError or ModelSourceError with a reason."""
+    """(train split, test rows, model, tokenizer); TrackingError, ValueError or ModelSourceError with a reason."""
     data_dir = Path(args.data_dir)
     check_tracking_uri(tracking_uri)
     if not (data_dir / "train.parquet").is_file() or not (data_dir / "test.parquet").is_file():
         raise ValueError(f"{data_dir} is not an output of prepare_data.py (train/test parquet missing)")
-    train = read_split(data_dir / "train.parquet", ["text", "rating"]).to_pydict()
+    print(f"loading the train and test splits of {data_dir}", file=sys.stderr)
+    train = read_split(data_dir / "train.parquet", ["text", "rating"])
     test = with_empty_nulls(read_split(data_dir / "test.parquet", ["text", "rating", "rubrics", "keywords"]).to_pylist())
     if not test:
         raise ValueError(f"the test split in {data_dir} is empty")
@@ -181,13 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     except (TrackingError, ValueError, ModelSourceError, DeviceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"generating on {device.description}")
-    classifier = RatingClassifier(seed=args.seed).fit(train["text"], train["rating"])
-    test_exact, test_within = rating_consistency([r["rating"] for r in test],
-                                                 classifier.predict([r["text"] for r in test]))
+    reference = evaluation_reference(Path(args.data_dir), train, [r["text"] for r in test],
+                                     [r["rating"] for r in test])
+    test_exact, test_within = reference.test_accuracy, reference.test_within_1
+    print(f"generating {len(prompts)} reviews on {device.description}", file=sys.stderr)
     reviews = [texts[0] for texts in generate_reviews(model, tokenizer, prompts, settings_from(args), args.batch_size)]
-    predicted, copies = classifier.predict(reviews), copied(reviews, train["text"])
+    predicted, copies = reference.classifier.predict(reviews), reference.copy_index.copied(reviews)
     table = quality_table(rows, reviews, train, predicted, copies)
+    print(f"measuring realism: {FOLDS}-fold cross-validation per rating, generated against real reviews and the "
+          f"control", file=sys.stderr)
     unmeasured = add_realism(table, rows, reviews, test, args.seed)
     print(f"rating classifier on real test reviews: accuracy {test_exact:.3f}, within ±1 {test_within:.3f} "
           f"(consistency below cannot be read more finely than this)")

@@ -196,8 +196,8 @@ def test_evaluate_logs_the_device_to_mlflow_and_the_model_card(tiny, tmp_path, m
     result = script_here("evaluate.py", "--model", tiny.model, "--data_dir", tiny.data, "--num_prompts", 20,
                          "--max_new_tokens", 4, "--tracking_uri", uri)
     assert result.returncode == 0, result.stderr[-3000:]
-    (line,) = [line for line in result.stdout.splitlines() if line.startswith("generating on ")]
-    described = line.removeprefix("generating on ")
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("generating 20 reviews on ")]
+    described = line.removeprefix("generating 20 reviews on ")
     assert CPU_FP32.fullmatch(described)
     run_id = re.search(r"logged to MLflow run (\w+)", result.stdout).group(1)
     assert mlflow.MlflowClient(uri).get_run(run_id).data.params["device"] == described

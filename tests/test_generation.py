@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -459,6 +460,45 @@ def test_evaluate_reads_null_rubrics_and_keywords_and_says_when_it_has_fewer_pro
     assert f"note: --num_prompts {rows + 50} is more than the {rows} rows of the test split in {data}: all {rows} " \
            f"are used" in result.stderr.splitlines()
     assert printed_table(result.stdout)["all"]["n"] == str(rows)
+
+
+def test_a_second_evaluate_on_the_same_data_fits_nothing_and_prints_the_same_measures(tiny, tmp_path, monkeypatch):
+    from reviewkit.copy_check import CopyIndex
+    from reviewkit.rating_classifier import RatingClassifier
+
+    model, data, _ = tiny
+    (tmp_path / "data").mkdir()  # the splits without the store the module's other evaluations left beside them
+    for split in ("train.parquet", "test.parquet"):
+        shutil.copyfile(data / split, tmp_path / "data" / split)
+    seed_mlflow_store(tmp_path / "mlflow.db")
+    args = ["--model", model, "--data_dir", tmp_path / "data", "--num_prompts", 12, "--max_new_tokens", 8,
+            "--tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    first = script_here("evaluate.py", *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    lines = first.stderr.splitlines()
+    phases = [f"loading the train and test splits of {tmp_path / 'data'}",
+              "rating classifier: fitting it on 300 training reviews, then scoring it on 100 test reviews (kept in",
+              "copy check: indexing the word trigrams of 300 training reviews (kept in", "generating 12 reviews",
+              "measuring realism: 5-fold cross-validation"]
+    said = [next(i for i, line in enumerate(lines) if line.startswith(phase)) for phase in phases]
+    assert said == sorted(said)  # each phase is announced before the next one starts
+
+    def refuse(*_):
+        raise AssertionError("made again instead of reused")
+    monkeypatch.setattr(RatingClassifier, "fit", classmethod(refuse))
+    monkeypatch.setattr(CopyIndex, "build", classmethod(refuse))
+    second = script_here("evaluate.py", *args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    cache = tmp_path / "data" / ".evaluate_cache"
+    assert any(line.startswith(f"rating classifier: reused from {cache / 'rating_classifier.npz'} (fitted on 300 "
+                               f"reviews, train.parquet digest ") for line in second.stderr.splitlines())
+    assert any(line.startswith(f"copy check: reused from {cache / 'copy_index.npz'}")
+               for line in second.stderr.splitlines())
+
+    def measures(stdout: str) -> list[str]:
+        return [line for line in stdout.splitlines() if not line.startswith(("logged to MLflow", "evaluation written"))]
+    assert measures(second.stdout) == measures(first.stdout)
+    assert "rating classifier on real test reviews: accuracy" in second.stdout
 
 
 def test_generate_reads_a_parquet_prompts_file_with_nulls(tiny, tmp_path):
