@@ -20,12 +20,23 @@ retried, from its own checkpoints when they are on this machine. Workers started
 runs twice, and --trials counts the finished (complete or pruned) trials of all of them. The
 search's parent MLflow run, in the experiment `tune_lora`, is found through the study: every
 worker nests its trials under it, and it gets the best configuration and a table of all trials.
+
+Every trial draws its own configuration: TPE is seeded from (--seed, trial number), so workers
+and reruns never repeat one another's draws, and --grid hands each grid point to one trial. The
+study records, when it is created, what makes its trials comparable (the data's digest, epochs,
+max_train_samples, base model, balance, batch size, the search space and mode); a worker whose
+settings differ refuses to join and names the differences. The parent run is finished by the
+worker that sees the last trial finish, never while a trial runs. Ctrl-C and SIGTERM fail the
+running trial (its MLflow run KILLED) and print one line; the same command resumes.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
+import os
+import signal
 import sys
 import time
 import warnings
@@ -35,12 +46,13 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from reviewkit.config import parse_config
-from reviewkit.files import atomic_write_text
+from reviewkit.files import atomic_write_text, file_digest
 from reviewkit.mlflow_conventions import source_tags
 from reviewkit.redact import mask_uri, redact, remember_secrets
+from reviewkit.study import (TrialSeededTPE, check_study_name, enqueue_grid, grid_points, settings_differences)
 from reviewkit.trainer import NonFiniteLossError
 from reviewkit.tracking_store import stored_run
-from reviewkit.training import TrainingError, run
+from reviewkit.training import TrainingError, load_data, run
 
 EXPERIMENT = "tune_lora"
 # What every trial shares: train_lora.py's experiment, minus what the search draws.
@@ -68,6 +80,30 @@ POLL_S = 2.0  # how often a worker with nothing left to start looks at the other
 
 class SurplusTrial(Exception):
     """Another worker started the search's last trial at the same moment; this one is dropped unrun."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, `docker stop`), handled as Ctrl-C is."""
+
+
+def terminate_handler(main_pid: int):
+    """SIGTERM raises Terminated in this process only. Forked children (multiprocessing.Pool workers, which their
+    pool stops with SIGTERM; DataLoader workers) inherit the handler and must still just end."""
+
+    def handler(signum, frame):
+        if os.getpid() != main_pid:
+            os._exit(128 + signum)
+        raise Terminated()
+
+    return handler
+
+
+class QuietInterrupts(logging.Filter):
+    """Drops Optuna's 'Trial N failed' traceback when the trial failed because the worker was stopped:
+    the worker says so in one line. Other failures keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
 
 
 class RecordTrialRun(TrainerCallback):
@@ -119,11 +155,14 @@ class SearchSettings:
                 "intervals is taken as dead and retried (a journal file has no heartbeat)"})
 
     def __post_init__(self):
+        remember_secrets(self.storage)
         if self.trials < 1:
             raise ValueError("--trials must be at least 1")
+        if self.grid and self.trials > len(grid_points(GRID, 0)):
+            raise ValueError(f"--grid has {len(grid_points(GRID, 0))} points; --trials {self.trials} asks for more")
         if self.heartbeat_interval < 1:
             raise ValueError("--heartbeat_interval must be at least 1 (seconds)")
-        remember_secrets(self.storage)
+        check_study_name(self.study_name)
 
 
 def suggest(trial, search: SearchSettings, config, training_args) -> dict:
@@ -142,6 +181,28 @@ def suggest(trial, search: SearchSettings, config, training_args) -> dict:
             "learning_rate": trial.suggest_float("learning_rate", low, high, log=True)}
 
 
+def search_space(search: SearchSettings, training_args) -> dict:
+    if search.grid:
+        return {**GRID, "learning_rate": training_args.learning_rate}
+    return {"lora_r": list(RANKS), "lora_alpha": list(ALPHAS), "lora_dropout": [0.0, 0.2],
+            "lora_target_modules": list(TARGET_CHOICES),
+            "learning_rate": [search.learning_rate_min or training_args.learning_rate / 10,
+                              search.learning_rate_max or training_args.learning_rate * 3]}
+
+
+def study_settings(config, training_args, search: SearchSettings, data_dir: Path) -> dict:
+    """What makes the study's trials comparable; recorded by the study's creator, checked by every joining worker.
+
+    JSON values as Optuna stores them (lists, not tuples), so that a recorded copy compares equal."""
+    return {"data (train.parquet digest)": file_digest(data_dir / "train.parquet")[:16],
+            "num_train_epochs": training_args.num_train_epochs, "max_train_samples": config.max_train_samples,
+            "base model": "demo (built from the data)" if config.demo else config.model_name_or_path,
+            "balance": config.balance, "per_device_train_batch_size": training_args.per_device_train_batch_size,
+            "search": "grid" if search.grid else "tpe",
+            "search space": {k: list(v) if isinstance(v, (list, tuple)) else v
+                             for k, v in search_space(search, training_args).items()}}
+
+
 def short_value(value) -> str:
     """A searched value as a table cell or command-line flag shows it: floats to three significant digits."""
     return f"{value:.3g}" if isinstance(value, float) else str(value)
@@ -155,19 +216,13 @@ def train_command(config, chosen: dict) -> str:
 
 def open_storage(search: SearchSettings, output_dir: Path):
     """(Optuna storage, whether it has heartbeats): --storage as a database URL or a journal file path."""
-    import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     from reviewkit.tracking_store import check_database
 
     url = search.storage or f"sqlite:///{output_dir / 'study.db'}"
     if "://" not in url:
-        path = Path(url)
-        if not path.parent.is_dir():
-            raise ValueError(f"--storage {url}: the directory {path.parent} does not exist")
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path))), False
+        return journal_storage(url), False
     check_database(url)  # DatabaseError: host and database named, password masked
     try:
         return RDBStorage(url, heartbeat_interval=search.heartbeat_interval,
@@ -175,6 +230,26 @@ def open_storage(search: SearchSettings, output_dir: Path):
                           heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2)), True
     except Exception as exc:  # noqa: BLE001 - unknown scheme, missing driver, unreadable file: one answer
         raise ValueError(f"--storage {mask_uri(url)} cannot be used ({redact(str(exc).splitlines()[0])})") from None
+
+
+def journal_storage(location: str):
+    """An Optuna journal file at LOCATION; ValueError with one line when it cannot be one."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    head = location.split("@")[0]
+    if "@" in location and (":/" in head or "//" in head):
+        raise ValueError(f"--storage {mask_uri(location)} looks like a database URL without '://' "
+                         "(e.g. postgresql://USER:PASSWORD@HOST/DB)")
+    path = Path(location)
+    if path.is_dir():
+        raise ValueError(f"--storage {location} is a directory; give the path of a journal file in it")
+    if not path.parent.is_dir():
+        raise ValueError(f"--storage {location}: the directory {path.parent} does not exist")
+    try:
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    except OSError as exc:
+        raise ValueError(f"--storage {location} cannot be used as a journal file ({exc.strerror or exc})") from None
 
 
 def open_study(storage, name: str, sampler, pruner):
@@ -189,14 +264,23 @@ def open_study(storage, name: str, sampler, pruner):
         return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner), False
 
 
-def parent_run(client, study, created: bool) -> str:
-    """The search's MLflow run, created by the study's creator and found by the other workers through the study."""
-    deadline = time.monotonic() + (0 if created else PARENT_WAIT_S)
-    while True:
-        stored = study.user_attrs.get("mlflow_parent") or {}
-        if stored.get("run_id") or time.monotonic() >= deadline:
-            break
+def wait_for_creator(study) -> None:
+    """A joining worker waits (up to PARENT_WAIT_S, saying so) until the study's creator has recorded its settings
+    and named the parent run, which it does right after creating the study."""
+    deadline = time.monotonic() + PARENT_WAIT_S
+    told = False
+    while not (study.user_attrs.get("mlflow_parent") or {}).get("run_id") and time.monotonic() < deadline:
+        if not told:
+            print(f"waiting up to {PARENT_WAIT_S:.0f} s for the worker that created study '{study.study_name}' to "
+                  "record its settings and MLflow run", file=sys.stderr)
+            told = True
         time.sleep(0.5)
+
+
+def parent_run(client, study) -> str:
+    """The search's MLflow run, named in the study by its creator (or by the first worker after a creator that
+    died before naming it)."""
+    stored = study.user_attrs.get("mlflow_parent") or {}
     if stored.get("run_id"):
         try:
             client.update_run(stored["run_id"], status="RUNNING")
@@ -209,6 +293,28 @@ def parent_run(client, study, created: bool) -> str:
                                tags=source_tags()).info.run_id
     study.set_user_attr("mlflow_parent", {"run_id": run_id})
     return run_id
+
+
+def join_study(study, created: bool, settings: dict, search: SearchSettings, seed: int) -> None:
+    """Record the study's settings (its creator) or check this worker's against them (ValueError naming each
+    difference); a different --trials is said and becomes the study's count; --grid queues its points."""
+    if not created:
+        wait_for_creator(study)
+    recorded = study.user_attrs.get("settings")
+    if recorded is None:
+        study.set_user_attr("settings", settings)
+    else:
+        differences = settings_differences(recorded, settings)
+        if differences:
+            raise ValueError(f"this worker does not match study '{study.study_name}': {'; '.join(differences)}. "
+                             "A new --study_name starts a new study")
+    trials = study.user_attrs.get("trials")
+    if trials is not None and trials != search.trials:
+        print(f"note: study '{study.study_name}' was counting to {trials} trials; this worker counts to "
+              f"{search.trials}, which is now the study's count", file=sys.stderr)
+    study.set_user_attr("trials", search.trials)
+    if search.grid:
+        enqueue_grid(study, GRID, seed, search.trials)
 
 
 def close_interrupted_run(client, parent_id: str, number: int, trial_dir: Path) -> None:
@@ -258,13 +364,22 @@ def trials_table(study) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    optimize_log, quiet = logging.getLogger("optuna.study._optimize"), QuietInterrupts()
+    optimize_log.addFilter(quiet)
+    previous = signal.signal(signal.SIGTERM, terminate_handler(os.getpid()))
+    try:
+        return search_main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        optimize_log.removeFilter(quiet)
+
+
+def search_main(argv: list[str] | None) -> int:
     config, training_args, search = parse_config(__doc__.split("\n\n")[0], DEFAULTS, DEMO_DEFAULTS, argv,
                                                  extra=(SearchSettings,))
     import mlflow
     import optuna
-    from mlflow.entities import Metric, RunTag
     from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
-    from optuna.trial import TrialState
 
     from reviewkit.files import OutputDirError, ensure_output_dir
     from reviewkit.tracking_store import DatabaseError, TrackingError, check_tracking_uri, resolve_tracking_uri
@@ -272,23 +387,28 @@ def main(argv: list[str] | None = None) -> int:
     # Heartbeats and trial retries are experimental in Optuna; they are used knowingly.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     tracking_uri = resolve_tracking_uri(config.tracking_uri)
+    shown_storage = mask_uri(search.storage) if search.storage else str(Path(training_args.output_dir) / "study.db")
     try:
         check_tracking_uri(tracking_uri)
         output_dir = ensure_output_dir(training_args.output_dir)
         storage, has_heartbeat = open_storage(search, output_dir)
+        data_dir, _ = load_data(config, output_dir)
+        sampler = (optuna.samplers.GridSampler({**GRID}, seed=training_args.seed) if search.grid
+                   else TrialSeededTPE(training_args.seed))
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        study, created = open_study(storage, search.study_name, sampler, pruner)
+        join_study(study, created, study_settings(config, training_args, search, data_dir), search, training_args.seed)
+        client = mlflow.MlflowClient(tracking_uri)
+        parent_id = parent_run(client, study)
     except DatabaseError as exc:
-        print(f"error: Optuna storage {exc}", file=sys.stderr)
+        print(f"error: Optuna storage {redact(exc)}", file=sys.stderr)
         return 1
-    except (TrackingError, OutputDirError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (TrackingError, OutputDirError, TrainingError, ValueError) as exc:
+        print(f"error: {redact(exc)}", file=sys.stderr)
         return 1
-    shown_storage = mask_uri(search.storage) if search.storage else str(output_dir / "study.db")
-    sampler = (optuna.samplers.GridSampler({**GRID}, seed=training_args.seed) if search.grid
-               else optuna.samplers.TPESampler(seed=training_args.seed))
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
-    study, created = open_study(storage, search.study_name, sampler, pruner)
-    client = mlflow.MlflowClient(tracking_uri)
-    parent_id = parent_run(client, study, created)
+    except KeyboardInterrupt as exc:
+        print(f"{interrupted(exc)}: nothing was started; rerun the same command", file=sys.stderr)
+        return exit_code(exc)
 
     def objective(trial):
         check_not_surplus(study, trial, search.trials)
@@ -339,9 +459,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         client.set_terminated(parent_id, status="FAILED")
         return 1
-    except KeyboardInterrupt:
-        print(f"interrupted: rerun the same command to resume the study in {shown_storage}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        stop_parent(client, parent_id, study)
+        print(f"{interrupted(exc)}: the running trial is marked failed; rerun the same command to resume the study "
+              f"in {shown_storage}", file=sys.stderr)
+        return exit_code(exc)
+    _, running, _ = trial_counts(study)
+    if running:
+        print(f"{running} trial(s) of other workers still running: the worker that finishes the last one completes "
+              "the search (its MLflow run stays RUNNING until then)", file=sys.stderr)
+        return 0
+    return finish_search(client, parent_id, study, search, config, training_args, output_dir)
+
+
+def interrupted(exc: KeyboardInterrupt) -> str:
+    return "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+
+
+def exit_code(exc: KeyboardInterrupt) -> int:
+    return 128 + signal.SIGTERM if isinstance(exc, Terminated) else 130
+
+
+def stop_parent(client, parent_id: str, study) -> None:
+    """A stopped worker's parent run: KILLED unless trials of other workers still run (the last of them finishes it)."""
+    if not trial_counts(study)[1]:
+        client.set_terminated(parent_id, status="KILLED")
+
+
+def finish_search(client, parent_id: str, study, search: SearchSettings, config, training_args,
+                  output_dir: Path) -> int:
+    """The parent run gets every finished trial (trials.md), the best configuration and its final status."""
+    import optuna
+    from mlflow.entities import Metric, RunTag
+    from optuna.trial import TrialState
+
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     table = trials_table(study)
     atomic_write_text(output_dir / "trials.md", redact(table))

@@ -1,8 +1,12 @@
 """tune_lora.py (Optuna search with nested MLflow runs) and compare_runs.py on the demo."""
 
+import signal
+import time
+
 import mlflow
+import optuna
 import pytest
-from conftest import script_here
+from conftest import SCRIPTS, run_python, script_here
 
 pytestmark = pytest.mark.slow  # real trainings: the whole module runs in the full suite only
 
@@ -56,6 +60,96 @@ def test_rerun_resumes_the_study_and_adds_only_the_missing_trials(search):
     assert parent.info.run_id == parent_before.info.run_id
     assert len(children) == 4
     assert sorted(int(c.data.tags["trial"]) for c in children) == [0, 1, 2, 3]
+    # The added trial is a new configuration, not a replay of the first one (the same seed gave that before).
+    trials = optuna.load_study(study_name="tune_lora", storage=f"sqlite:///{tmp / 'tune' / 'study.db'}").trials
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
+    assert "note: study 'tune_lora' was counting to 3 trials; this worker counts to 4" in again.stderr
+
+
+@pytest.mark.parametrize("flags, differences", [
+    (["--num_train_epochs", 2], ["num_train_epochs: the study's 1.0, this worker's 2.0"]),
+    (["--num_train_epochs", 1, "--max_train_samples", 100], ["max_train_samples: the study's 200, this worker's 100"]),
+    (["--num_train_epochs", 1, "--grid"], ["search: the study's 'tpe', this worker's 'grid'", "search space: "]),
+])
+def test_a_worker_with_other_settings_refuses_to_join_and_names_each_difference(search, flags, differences):
+    tmp, tracking, args, _ = search
+    data = ["--max_train_samples", 200] if "--max_train_samples" not in flags else []
+    study = optuna.load_study(study_name="tune_lora", storage=f"sqlite:///{tmp / 'tune' / 'study.db'}")
+    before = len(study.trials)
+    result = script_here("tune_lora.py", "--demo", *data, *flags, "--output_dir", tmp / "tune", "--tracking_uri",
+                         tracking, "--trials", 4)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: this worker does not match study 'tune_lora': ")
+    assert all(difference in line for difference in differences)
+    assert line.count("this worker's") == len(differences)
+    assert line.endswith("A new --study_name starts a new study")
+    assert len(study.trials) == before
+
+
+@pytest.mark.parametrize("stop, code, said", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
+                                              (signal.SIGINT, 130, "interrupted")])
+def test_a_stopped_worker_fails_its_trial_kills_its_run_and_says_one_line(tmp_path, stop, code, said):
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [SCRIPTS / "tune_lora.py", "--demo", "--num_train_epochs", 2, "--max_train_samples", 200, "--output_dir",
+            tmp_path / "tune", "--tracking_uri", tracking, "--trials", 2]
+    worker = run_python(*args, wait=False)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "tune").glob("trial-0/mlflow_run.json")):  # the first trial is training
+        assert worker.poll() is None and time.monotonic() < deadline, worker.stderr.read()[-3000:]
+        time.sleep(0.2)
+    worker.send_signal(stop)
+    stderr = worker.communicate(timeout=120)[1]
+    assert worker.returncode == code and "Traceback" not in stderr
+    (line,) = [line for line in stderr.splitlines() if line.startswith(said)]
+    assert "rerun the same command to resume" in line
+    study = optuna.load_study(study_name="tune_lora", storage=f"sqlite:///{tmp_path / 'tune' / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL"]
+    client = mlflow.MlflowClient(tracking)
+    runs = client.search_runs([client.get_experiment_by_name("tune_lora").experiment_id])
+    assert sorted((r.info.run_name, r.info.status) for r in runs) == [("search tune_lora", "KILLED"),
+                                                                      ("trial 0", "KILLED")]
+    resumed = run_python(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    runs = client.search_runs([client.get_experiment_by_name("tune_lora").experiment_id])
+    assert [r.info.status for r in runs if r.info.run_name == "search tune_lora"] == ["FINISHED"]
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 2
+
+
+def test_a_worker_that_ends_while_another_trains_leaves_the_parent_running_for_it(tmp_path):
+    # A journal file has no heartbeat, so a worker with nothing left to start exits instead of waiting.
+    tracking, journal = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "study.log"
+    mlflow.MlflowClient(tracking).search_experiments()  # the store's tables, before two processes race to make them
+
+    def worker(name):
+        return run_python(SCRIPTS / "tune_lora.py", "--demo", "--num_train_epochs", 1, "--max_train_samples", 200,
+                          "--output_dir", tmp_path / name, "--tracking_uri", tracking, "--storage", journal,
+                          "--trials", 2, wait=False)
+
+    slow = worker("slow")
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "slow").glob("trial-*/mlflow_run.json")):
+        assert slow.poll() is None and time.monotonic() < deadline, slow.stderr.read()[-3000:]
+        time.sleep(0.2)
+    slow.send_signal(signal.SIGSTOP)  # its trial stays RUNNING while the other worker finishes
+    try:
+        fast = worker("fast")
+        fast_err = fast.communicate(timeout=300)[1]
+        assert fast.returncode == 0, fast_err[-3000:]
+        assert "1 trial(s) of other workers still running: the worker that finishes the last one completes" in fast_err
+        client = mlflow.MlflowClient(tracking)
+        (parent,) = [r for r in client.search_runs([client.get_experiment_by_name("tune_lora").experiment_id])
+                     if r.info.run_name == "search tune_lora"]
+        assert parent.info.status == "RUNNING"
+    finally:
+        slow.send_signal(signal.SIGCONT)
+    slow_err = slow.communicate(timeout=300)[1]
+    assert slow.returncode == 0, slow_err[-3000:]
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED"
+    rows = (tmp_path / "slow" / "trials.md").read_text().splitlines()[2:]  # the worker that finished last wrote it
+    assert sorted(int(row.split("|")[1]) for row in rows) == [0, 1]
 
 
 def test_compare_runs_writes_a_table_and_a_plot(search, tmp_path):

@@ -158,11 +158,12 @@ class MlflowLogger(TrainerCallback):
                    file=sys.stderr)
         return False
 
-    def fail(self) -> None:
+    def fail(self, status: str = "FAILED") -> None:
+        """End the run as FAILED (an error) or KILLED (stopped by the user or a signal)."""
         if self._client is None or not self.run_id:
             return
         try:
-            self._client.set_terminated(self.run_id, status="FAILED")
+            self._client.set_terminated(self.run_id, status=status)
         except Exception as exc:  # noqa: BLE001 - the run stays RUNNING; the next rerun resumes it anyway
             self._go_offline(exc)
 

@@ -223,8 +223,11 @@ def train(trainer, logger: MlflowLogger, training_args, output_dir: Path) -> Non
         print(f"resuming from {resume}")
     try:
         trainer.train(resume_from_checkpoint=resume)
-    except (NonFiniteLossError, KeyboardInterrupt):
+    except NonFiniteLossError:
         logger.fail()
+        raise
+    except KeyboardInterrupt:
+        logger.fail(status="KILLED")
         raise
 
 
