@@ -11,18 +11,25 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 import pytest
 
 USER = "mlflow"
-# Distinctive, so that a leak is found by a plain search; `%` and `@` need percent-encoding in a URI.
-PASSWORD = "Zq7%Secret@pg-4821"
-ENCODED_PASSWORD = "Zq7%25Secret%40pg-4821"
+# Every character that is hard for a URI or a masker, between distinctive pieces: a leak of the password, or of
+# any piece of it, is found by a plain search.
+PASSWORD = "Zq7vK/Wm4xB@Rt8nJ:Hy2cP,Lb6sD)Qf3gT(Nk9wE%Vd5jR#Xp1hM?Gc7uY&Tz4rW=Bj8eQ+Fm2kS;Ps6yA Du9oL"
+PASSWORD_PIECES = tuple(re.split(r"[/@:,)(%#?&=+; ]", PASSWORD))
+ENCODED_PASSWORD = urllib.parse.quote(PASSWORD, safe="")
+# Raw wherever SQLAlchemy (MLflow's and Optuna's stores) takes it raw: all but `%` (it would be decoded) and `@`
+# (SQLAlchemy ends the password at its first raw `@` and takes the rest for the host).
+RAW_PASSWORD = PASSWORD.replace("%", "%25").replace("@", "%40")
 
 
 def postgres_bindir() -> Path | None:

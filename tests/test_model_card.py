@@ -9,6 +9,7 @@ from huggingface_hub import ModelCard
 
 from reviewkit.model_card import CARD_NAME, add_evaluation_to_card, write_model_card
 from reviewkit.pipeline import PrepareConfig, prepare_dataset
+from reviewkit.redact import mask_uri
 
 SUMMARY = {"experiment": "train_t5", "run_id": "0123456789abcdef", "tracking_uri": "sqlite:///mlflow.db",
            "model_name_or_path": "cointegrated/rut5-small", "demo": False, "data_dir": "data/prepared/full",
@@ -88,6 +89,16 @@ def test_the_full_dataset_is_named_by_its_hub_id(tmp_path, report):
     full = {**report, "input": "/data/geo-reviews-dataset-2023.tskv"}
     card = ModelCard.load(write_model_card(tmp_path, SUMMARY, PARAMS, full))
     assert card.data.datasets == ["d0rj/geo-reviews-dataset-2023"]
+
+
+def test_a_masked_tracking_uri_keeps_the_cards_markdown_intact(tmp_path, report):
+    """As training writes it: the URI masked in the params and the summary, then the whole card redacted again."""
+    shown = mask_uri("postgresql://mlflow:pw/Zx8q@db:5432/mlflow?sslmode=require&password=p)w,d")
+    assert shown == "postgresql://mlflow:***@db:5432/mlflow?sslmode=require&password=***"
+    path = write_model_card(tmp_path, {**SUMMARY, "tracking_uri": shown}, {**PARAMS, "tracking_uri": shown}, report)
+    text = path.read_text(encoding="utf-8")
+    assert table_rows(section(text, "Training hyper-parameters"))["tracking_uri"] == [f"`{shown}`"]
+    assert f"(tracking URI `{shown}`)." in section(text, "Training result")
 
 
 def test_evaluating_twice_leaves_one_evaluation_section_with_the_latest_table(tmp_path, report):

@@ -1,7 +1,9 @@
 """A team's setup on a real PostgreSQL server with a password: tracking, `mlflow server`, the shared LoRA search.
 
-The password never shows: not in a file under the output directory, on a console line, or in an
-MLflow param, tag or artifact. The commands here are the ones docs/team.md gives.
+The password (tests/postgres_server.py: every character hard for a URI between distinctive pieces)
+never shows, whole or any piece of it: not in a file under the output directory, on a console line,
+in an MLflow param, tag, artifact or logged model, or in an Optuna attribute. The commands here are
+the ones docs/team.md gives.
 """
 
 import json
@@ -10,13 +12,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import mlflow
 import pytest
 from conftest import SCRIPTS, script, tool_env
 from mlflow_server import TrackingServer
-from postgres_server import ENCODED_PASSWORD, PASSWORD, free_port
+from postgres_server import ENCODED_PASSWORD, PASSWORD, PASSWORD_PIECES, RAW_PASSWORD, free_port
 
 pytestmark = pytest.mark.slow  # real trainings against a real database server
 
@@ -24,7 +27,10 @@ pytestmark = pytest.mark.slow  # real trainings against a real database server
 # PGPASSWORD when the URI has a password; one test gives the real password through it instead.)
 ENV_SECRETS = {"MLFLOW_TRACKING_TOKEN": "tok-Envsecret-7731", "HF_TOKEN": "hf_Envsecret8842xyz",
                "PGPASSWORD": "pg-Envsecret-5519", "MLFLOW_TRACKING_PASSWORD": "mtp-Envsecret-6604"}
-SECRETS = (PASSWORD, ENCODED_PASSWORD, "Secret@pg", "Secret%40pg", *ENV_SECRETS.values())
+SECRETS = (PASSWORD, ENCODED_PASSWORD, RAW_PASSWORD, *PASSWORD_PIECES, *ENV_SECRETS.values())
+# urllib and requests end an http URI's userinfo at its last `@` but its host part at the first `/`, `?` or `#`:
+# of the hard characters only `@` and `:` can stay raw there.
+HTTP_PASSWORD = urllib.parse.quote(PASSWORD, safe="@:")
 DEMO = ["--demo", "--num_train_epochs", 1, "--max_train_samples", 200]
 
 
@@ -43,7 +49,7 @@ def leaking_files(root: Path) -> dict[str, list[str]]:
 
 
 def mlflow_leaks(tracking_uri: str, download_to: Path) -> dict[str, list[str]]:
-    """Secrets in any param, tag, experiment or artifact of any run of the store."""
+    """Secrets in any param, tag, experiment or artifact of any run or logged model of the store."""
     client = mlflow.MlflowClient(tracking_uri)
     found = {}
     for experiment in client.search_experiments():
@@ -58,6 +64,29 @@ def mlflow_leaks(tracking_uri: str, download_to: Path) -> dict[str, list[str]]:
             client.download_artifacts(run.info.run_id, "", str(target))
             found.update({f"run {run.info.run_name} artifact {name}": hit
                           for name, hit in leaking_files(target).items()})
+        for model in client.search_logged_models([experiment.experiment_id]):
+            values = json.dumps({**model.params, **model.tags, "name": model.name}, ensure_ascii=False)
+            if leaks(values):
+                found[f"model {model.name} params/tags"] = leaks(values)
+            target = download_to / model.model_id
+            mlflow.artifacts.download_artifacts(artifact_uri=model.artifact_location, dst_path=str(target),
+                                                tracking_uri=tracking_uri)
+            found.update({f"model {model.name} file {name}": hit for name, hit in leaking_files(target).items()})
+    return found
+
+
+def study_leaks(storage_url: str) -> dict[str, list[str]]:
+    """Secrets in any attribute, param or value of any study of an Optuna storage, or of its trials."""
+    import optuna
+
+    storage = optuna.storages.get_storage(storage_url)
+    found = {}
+    for study in storage.get_all_studies():
+        trials = storage.get_all_trials(storage.get_study_id_from_name(study.study_name), deepcopy=False)
+        values = json.dumps([study.user_attrs, study.system_attrs]
+                            + [[t.user_attrs, t.system_attrs, t.params, t.value] for t in trials], default=str)
+        if leaks(values):
+            found[f"study {study.study_name}"] = leaks(values)
     return found
 
 
@@ -70,7 +99,8 @@ def test_training_tracked_straight_to_postgres_reads_back_and_leaks_nothing(post
                                                                             password_from):
     """The URI as a flag with the password in it, or in MLFLOW_TRACKING_URI without it and the password in PGPASSWORD."""
     database = f"direct_{script_name.removesuffix('.py')}"
-    uri = postgres.create_database(database)
+    postgres.create_database(database)
+    uri = postgres.uri(database, password=RAW_PASSWORD)
     if password_from == "uri":
         flags, env = ["--tracking_uri", uri], run_env()
     else:
@@ -101,7 +131,7 @@ def test_training_through_mlflow_server_backed_by_postgres(postgres, tmp_path, s
     server.start()
     try:
         # Credentials in the server URI, as for a server behind basic auth (this one ignores them).
-        with_credentials = server.uri.replace("http://", f"http://viewer:{ENCODED_PASSWORD}@")
+        with_credentials = server.uri.replace("http://", f"http://viewer:{HTTP_PASSWORD}@")
         result = script(script_name, *DEMO, "--num_train_epochs", 2, "--output_dir", tmp_path / "run",
                         "--tracking_uri", with_credentials, env=run_env(), cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -145,6 +175,21 @@ def test_an_unusable_database_gives_one_line_without_the_password(postgres, tmp_
         assert "127.0.0.1" in lines[0] and not leaks(lines[0]) and "Wr0ng" not in lines[0]
 
 
+@pytest.mark.parametrize("userinfo", [
+    # SQLAlchemy ends a password at its first raw `@` and takes the rest for the host (and the port, the query).
+    f"mlflow:{urllib.parse.quote(PASSWORD, safe='@')}@", f"mlflow:{PASSWORD.replace('%', '%25')}@"],
+    ids=["raw @", "all raw"])
+@pytest.mark.parametrize("scheme", ["postgresql://", "postgresql//", "postgresql:/"])
+def test_a_uri_the_drivers_misread_gives_one_line_without_the_password(scheme, userinfo):
+    """No database is reached: `postgresql//` is taken for a directory, `postgresql:/` does not parse."""
+    from reviewkit.tracking_store import TrackingError, check_tracking_uri
+
+    with pytest.raises(TrackingError) as raised:
+        check_tracking_uri(f"{scheme}{userinfo}127.0.0.1:{free_port()}/mlflowdb")
+    message = str(raised.value)
+    assert "\n" not in message and "127.0.0.1" in message and not leaks(message), message
+
+
 def tune_worker(output_dir: Path, storage: str, tracking: str, *extra) -> subprocess.Popen:
     command = [sys.executable, str(SCRIPTS / "tune_lora.py"), *map(str, DEMO), "--output_dir", str(output_dir),
                "--storage", storage, "--tracking_uri", tracking, *map(str, extra)]
@@ -174,7 +219,8 @@ def search_runs(tracking: str):
 def test_two_workers_share_one_postgres_study_with_an_exact_trial_count(postgres, tmp_path):
     from optuna.trial import TrialState
 
-    storage, tracking = postgres.create_database("study_two"), postgres.create_database("tracking_two")
+    postgres.create_database("study_two")
+    storage, tracking = postgres.uri("study_two", password=RAW_PASSWORD), postgres.create_database("tracking_two")
     workers = [tune_worker(tmp_path / f"worker{i}", storage, tracking, "--trials", 4) for i in (1, 2)]
     for worker in workers:
         assert worker.wait(timeout=900) == 0, console(tmp_path / "worker1") + console(tmp_path / "worker2")
@@ -196,6 +242,7 @@ def test_two_workers_share_one_postgres_study_with_an_exact_trial_count(postgres
         assert not leaks(console(tmp_path / f"worker{i}"))
         assert leaking_files(tmp_path / f"worker{i}") == {}
     assert mlflow_leaks(tracking, tmp_path / "downloaded") == {}
+    assert study_leaks(storage) == {}
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")

@@ -108,6 +108,7 @@ def check_database(url: str, timeout: float = 5.0) -> None:
     """Connect once to a database server URL within `timeout` seconds; other URLs pass unchecked."""
     if "://" not in url or not is_server_database(url):
         return
+    remember_secrets(url)
     import sqlalchemy
     from sqlalchemy.pool import NullPool
 
@@ -115,7 +116,9 @@ def check_database(url: str, timeout: float = 5.0) -> None:
         parsed = sqlalchemy.engine.make_url(url)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy.exc.ArgumentError and ValueError for a malformed URL
         raise DatabaseError(f"database URL {mask_uri(url)} is malformed ({first_line(exc)})") from None
-    where = f"database {parsed.database or '(none)'} at {parsed.host or 'localhost'}:{parsed.port or 'default port'}"
+    # SQLAlchemy ends the password at its first raw `@`: the rest of it is then taken for the host.
+    where = redact(f"database {parsed.database or '(none)'} at {parsed.host or 'localhost'}:"
+                   f"{parsed.port or 'default port'}")
     connect_args = {"connect_timeout": max(1, round(timeout))} if parsed.get_backend_name() in (
         "postgresql", "mysql", "mariadb") else {}
     try:
