@@ -240,7 +240,7 @@ def journal_storage(location: str):
     head = location.split("@")[0]
     if "@" in location and (":/" in head or "//" in head):
         raise ValueError(f"--storage {mask_uri(location)} looks like a database URL without '://' "
-                         "(e.g. postgresql://USER:PASSWORD@HOST/DB)")
+                         "(as in postgresql://USER@HOST/DB)")
     path = Path(location)
     if path.is_dir():
         raise ValueError(f"--storage {location} is a directory; give the path of a journal file in it")
