@@ -38,11 +38,13 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
 from transformers import TrainerCallback
 
 from reviewkit.config import parse_config
@@ -86,24 +88,63 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler, `docker stop`), handled as Ctrl-C is."""
 
 
-def terminate_handler(main_pid: int):
-    """SIGTERM raises Terminated in this process only. Forked children (multiprocessing.Pool workers, which their
-    pool stops with SIGTERM; DataLoader workers) inherit the handler and must still just end."""
-
-    def handler(signum, frame):
-        if os.getpid() != main_pid:
-            os._exit(128 + signum)
-        raise Terminated()
-
-    return handler
+def raise_terminated(signum, frame):
+    raise Terminated()
 
 
-class QuietInterrupts(logging.Filter):
-    """Drops Optuna's 'Trial N failed' traceback when the trial failed because the worker was stopped:
-    the worker says so in one line. Other failures keep their traceback."""
+def default_sigterm() -> None:
+    """In a forked child (a multiprocessing.Pool worker, which its pool stops with SIGTERM; a DataLoader worker),
+    SIGTERM ends the process as usual instead of raising Terminated there."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def lost_database(exc: BaseException | None) -> BaseException | None:
+    """The lost database connection that EXC was raised from or while handling, if any."""
+    import optuna
+    import sqlalchemy.exc
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+                            optuna.exceptions.StorageInternalError)):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+# Loggers that print a traceback of their own when the worker is stopped or its database goes away: Optuna's
+# "Trial N failed", MLflow's database session, SQLAlchemy's connection pool.
+NOISY_ON_STOPS = ("optuna.study._optimize", "mlflow.store.db.utils", "sqlalchemy.pool.impl.QueuePool")
+
+
+class QuietStops(logging.Filter):
+    """Drops a logged traceback when the worker was stopped or lost its database: the worker says so in one line
+    (and MLflow's logger its own warning). Other failures keep their traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, KeyboardInterrupt) or lost_database(error))
+
+
+def quiet_lost_database_in_threads(hook):
+    """threading.excepthook that leaves a lost database to the main thread's one line (Optuna's heartbeat thread
+    would print a traceback of its own); other errors go to HOOK."""
+
+    def excepthook(args):
+        if not lost_database(args.exc_value):
+            hook(args)
+
+    return excepthook
+
+
+def database_line(exc: BaseException) -> str:
+    cause = lost_database(exc)
+    while cause.__cause__ is not None:  # the driver's own words: "connection to server at ... failed: ..."
+        cause = cause.__cause__
+    reason = " ".join(str(cause).split()) or type(cause).__name__
+    return redact(f"error: the database went away ({type(cause).__name__}: {reason[:300]}); finished trials are kept: "
+                  "rerun the same command once it is back")
 
 
 class RecordTrialRun(TrainerCallback):
@@ -364,14 +405,24 @@ def trials_table(study) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    optimize_log, quiet = logging.getLogger("optuna.study._optimize"), QuietInterrupts()
-    optimize_log.addFilter(quiet)
-    previous = signal.signal(signal.SIGTERM, terminate_handler(os.getpid()))
+    quiet = QuietStops()
+    for name in NOISY_ON_STOPS:
+        logging.getLogger(name).addFilter(quiet)
+    previous_signal = signal.signal(signal.SIGTERM, raise_terminated)
+    previous_hook = threading.excepthook
+    threading.excepthook = quiet_lost_database_in_threads(previous_hook)
     try:
         return search_main(argv)
+    except Exception as exc:
+        if lost_database(exc) is None:
+            raise
+        tqdm.write(database_line(exc), file=sys.stderr)  # on its own line even below a progress bar
+        return 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        optimize_log.removeFilter(quiet)
+        threading.excepthook = previous_hook
+        signal.signal(signal.SIGTERM, previous_signal)
+        for name in NOISY_ON_STOPS:
+            logging.getLogger(name).removeFilter(quiet)
 
 
 def search_main(argv: list[str] | None) -> int:
@@ -456,13 +507,13 @@ def search_main(argv: list[str] | None) -> int:
                 continue
             study.optimize(objective, n_trials=1, catch=(SurplusTrial,))
     except TrainingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        tqdm.write(f"error: {redact(exc)}", file=sys.stderr)
         client.set_terminated(parent_id, status="FAILED")
         return 1
     except KeyboardInterrupt as exc:
         stop_parent(client, parent_id, study)
-        print(f"{interrupted(exc)}: the running trial is marked failed; rerun the same command to resume the study "
-              f"in {shown_storage}", file=sys.stderr)
+        tqdm.write(f"{interrupted(exc)}: the running trial is marked failed; rerun the same command to resume the "
+                   f"study in {shown_storage}", file=sys.stderr)
         return exit_code(exc)
     _, running, _ = trial_counts(study)
     if running:
@@ -515,6 +566,8 @@ def finish_search(client, parent_id: str, study, search: SearchSettings, config,
     print(f"train it with the regular script:\n  {train_command(config, chosen)}")
     return 0
 
+
+os.register_at_fork(after_in_child=default_sigterm)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import io
 import os
+import re
 import runpy
 import shutil
 import subprocess
@@ -51,6 +52,12 @@ def run_python(*args, env: dict | None = None, timeout: float = 600, wait: bool 
                                 env=tool_env(env), cwd=cwd)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=tool_env(env), input=stdin,
                           cwd=cwd)
+
+
+def console_lines(text: str) -> list[str]:
+    """What a terminal shows of TEXT, line by line: progress bars redraw with \\r and move the cursor with escapes."""
+    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+    return [part for line in plain.split("\n") for part in line.split("\r")]
 
 
 def script(name: str, *args, **kwargs):

@@ -6,7 +6,7 @@ import time
 import mlflow
 import optuna
 import pytest
-from conftest import SCRIPTS, run_python, script_here
+from conftest import SCRIPTS, console_lines, run_python, script_here
 
 pytestmark = pytest.mark.slow  # real trainings: the whole module runs in the full suite only
 
@@ -101,7 +101,7 @@ def test_a_stopped_worker_fails_its_trial_kills_its_run_and_says_one_line(tmp_pa
     worker.send_signal(stop)
     stderr = worker.communicate(timeout=120)[1]
     assert worker.returncode == code and "Traceback" not in stderr
-    (line,) = [line for line in stderr.splitlines() if line.startswith(said)]
+    (line,) = [line for line in console_lines(stderr) if line.startswith(said)]
     assert "rerun the same command to resume" in line
     study = optuna.load_study(study_name="tune_lora", storage=f"sqlite:///{tmp_path / 'tune' / 'study.db'}")
     assert [t.state.name for t in study.trials] == ["FAIL"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import SCRIPTS, script, tool_env
+from conftest import SCRIPTS, console_lines, script, tool_env
 from mlflow_server import TrackingServer
 from postgres_server import ENCODED_PASSWORD, PASSWORD, PASSWORD_PIECES, RAW_PASSWORD, free_port
 
@@ -286,3 +286,35 @@ def test_a_killed_workers_trial_is_retried_and_no_run_stays_running(postgres, tm
     same_trial = [r for r in children if r.info.run_name == f"trial {killed[0].number}"]
     assert sorted(r.info.status for r in same_trial) == ["FINISHED", "KILLED"]
     assert not leaks(console(tmp_path / "survivor"))
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_database_that_goes_away_mid_trial_is_one_line_and_a_rerun_reaches_the_count(postgres, tmp_path):
+    from optuna.trial import TrialState
+
+    postgres.create_database("study_gone")
+    storage, tracking = postgres.uri("study_gone", password=RAW_PASSWORD), postgres.create_database("tracking_gone")
+    common = ("--num_train_epochs", 2, "--trials", 2, "--heartbeat_interval", 1)
+    worker = tune_worker(tmp_path / "worker", storage, tracking, *common)
+    deadline = time.monotonic() + 600
+    while not any((tmp_path / "worker").glob("trial-*/mlflow_run.json")):  # its first trial is training
+        assert worker.poll() is None and time.monotonic() < deadline, console(tmp_path / "worker")
+        time.sleep(0.2)
+    postgres.stop()
+    try:
+        assert worker.wait(timeout=300) == 1, console(tmp_path / "worker")
+    finally:
+        postgres.start()
+    said = console(tmp_path / "worker")
+    assert "Traceback" not in said and not leaks(said)
+    errors = [line for line in console_lines(said) if line.startswith("error:")]
+    assert len(errors) == 1, said[-3000:]
+    line = errors[0]
+    assert line.startswith("error: the database went away (") and line.endswith("rerun the same command once it is back")
+    again = tune_worker(tmp_path / "again", storage, tracking, *common)
+    assert again.wait(timeout=900) == 0, console(tmp_path / "again")
+    finished = [t for t in study_trials(storage) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 2
+    client, parents, children = search_runs(tracking)
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    assert all(c.info.status != "RUNNING" for c in children)  # the lost trial's run was closed by its retry
