@@ -77,6 +77,7 @@ RANKS = (2, 4, 8, 16, 32)
 ALPHAS = (1, 4, 8, 16, 32)
 GRID = {"lora_r": [4, 16], "lora_alpha": [1, 16], "lora_target_modules": ["q,v", "k,q,v"]}
 PARENT_WAIT_S = 30.0  # how long a joining worker waits for the study's creator to name the parent run
+STORAGE_OPEN_ATTEMPTS = 3
 POLL_S = 2.0  # how often a worker with nothing left to start looks at the other workers' trials
 
 
@@ -265,12 +266,18 @@ def open_storage(search: SearchSettings, output_dir: Path):
     if "://" not in url:
         return journal_storage(url), False
     check_database(url)  # DatabaseError: host and database named, password masked
-    try:
-        return RDBStorage(url, heartbeat_interval=search.heartbeat_interval,
-                          grace_period=3 * search.heartbeat_interval,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2)), True
-    except Exception as exc:  # noqa: BLE001 - unknown scheme, missing driver, unreadable file: one answer
-        raise ValueError(f"--storage {mask_uri(url)} cannot be used ({redact(str(exc).splitlines()[0])})") from None
+    # Workers opening a new storage at once race Optuna's table creation (seen: "UNIQUE constraint failed:
+    # alembic_version"); the loser succeeds once the winner's tables are in place.
+    for attempt in range(1, STORAGE_OPEN_ATTEMPTS + 1):
+        try:
+            return RDBStorage(url, heartbeat_interval=search.heartbeat_interval,
+                              grace_period=3 * search.heartbeat_interval,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2)), True
+        except Exception as exc:  # noqa: BLE001 - unknown scheme, missing driver, unreadable file: one answer
+            if attempt == STORAGE_OPEN_ATTEMPTS:
+                raise ValueError(f"--storage {mask_uri(url)} cannot be used ({redact(str(exc).splitlines()[0])})"
+                                 ) from None
+            time.sleep(1.0 * attempt)
 
 
 def journal_storage(location: str):
