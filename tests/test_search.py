@@ -70,6 +70,7 @@ def test_rerun_resumes_the_study_and_adds_only_the_missing_trials(search):
     (["--num_train_epochs", 2], ["num_train_epochs: the study's 1.0, this worker's 2.0"]),
     (["--num_train_epochs", 1, "--max_train_samples", 100], ["max_train_samples: the study's 200, this worker's 100"]),
     (["--num_train_epochs", 1, "--grid"], ["search: the study's 'tpe', this worker's 'grid'", "search space: "]),
+    (["--num_train_epochs", 1, "--ratings", "1,2"], ["data (train.parquet digest): the study's '"]),
 ])
 def test_a_worker_with_other_settings_refuses_to_join_and_names_each_difference(search, flags, differences):
     tmp, tracking, args, _ = search
