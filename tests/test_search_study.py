@@ -104,3 +104,16 @@ def test_a_storage_that_cannot_hold_the_study_is_one_line(tmp_path, storage, mes
 def test_bad_search_flags_are_usage_errors(tmp_path, flags, message):
     result = script_here("tune_lora.py", "--demo", "--output_dir", tmp_path, *flags)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_joining_worker_says_what_it_waits_for(tmp_path, monkeypatch, capsys):
+    import tune_lora
+
+    study = optuna.create_study(study_name="w", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    monkeypatch.setattr(tune_lora, "PARENT_WAIT_S", 0.2)  # the creator never names the parent run here
+    tune_lora.wait_for_creator(study)
+    assert "waiting up to 0 s for the worker that created study 'w' to record its settings and MLflow run" \
+        in capsys.readouterr().err
+    study.set_user_attr("mlflow_parent", {"run_id": "abc"})
+    tune_lora.wait_for_creator(study)
+    assert capsys.readouterr().err == ""  # nothing to wait for, nothing said
