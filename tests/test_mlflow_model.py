@@ -1,5 +1,6 @@
 """The kept model as an MLflow model: logged and registered by a demo run, loaded as a pyfunc, served over HTTP."""
 
+import concurrent.futures
 import json
 import os
 import shutil
@@ -102,6 +103,11 @@ def test_the_pyfunc_writes_one_review_per_row_with_the_project_prompt_and_sampli
 
 @pytest.mark.parametrize("rows, params, message", [
     ([{"rating": 7, "rubrics": "Кафе", "keywords": "кофе"}], None, "record 0: rating must be an integer from 1 to 5, got 7"),
+    # As sent: MLflow's "long" column turned these into 5, 1 and 1 before the check saw them.
+    ([{"rating": 5.5, "rubrics": "Кафе", "keywords": "кофе"}], None, "rating must be an integer from 1 to 5, got 5.5"),
+    ([{"rating": 1.9, "rubrics": "Кафе", "keywords": "кофе"}], None, "rating must be an integer from 1 to 5, got 1.9"),
+    ([{"rating": True, "rubrics": "Кафе", "keywords": "кофе"}], None, "rating must be an integer from 1 to 5, got True"),
+    ([{"rating": "5", "rubrics": "Кафе", "keywords": "кофе"}], None, "rating must be an integer from 1 to 5, got '5'"),
     ([{"rating": 5, "rubrics": "Кафе", "keywords": "кофе"}, {"rating": 5, "rubrics": "Кафе", "keywords": 3}], None,
      "record 1: keywords must be a string or a list of strings, got 3"),
     ([{"rating": 5, "rubrics": "Кафе"}], None, "missing inputs ['keywords']"),
@@ -112,6 +118,15 @@ def test_a_bad_row_or_param_is_a_clear_invalid_parameter_error(t5_pyfunc, rows, 
     with pytest.raises(MlflowException) as raised:
         t5_pyfunc.predict(pd.DataFrame(rows), params=params)
     assert raised.value.error_code == "INVALID_PARAMETER_VALUE" and message in raised.value.message
+
+
+def test_concurrent_requests_with_one_seed_get_the_reviews_of_that_request_alone(t5_pyfunc):
+    rows = pd.DataFrame([{"rating": r, "rubrics": "Кафе", "keywords": "кофе, десерт"} for r in (1, 3, 5)])
+    params = {"seed": 11, "max_new_tokens": 16}
+    alone = t5_pyfunc.predict(rows, params=params)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda _: t5_pyfunc.predict(rows, params=params), range(8)))
+    assert together == [alone] * 8
 
 
 def test_log_model_is_on_by_default_and_register_model_needs_it():

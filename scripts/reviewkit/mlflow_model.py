@@ -31,10 +31,12 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.entities import LoggedModelOutput
 from mlflow.exceptions import MlflowException
@@ -57,7 +59,9 @@ PARAM_CHECKS = {"temperature": float_above(0), "top_p": float_above(0, 1), "top_
 _DEFAULTS = SamplingSettings()
 SIGNATURE = ModelSignature(
     # AnyType: rubrics and keywords may each be a string or a list of strings.
-    inputs=Schema([ColSpec("long", "rating"), ColSpec(AnyType(), "rubrics"), ColSpec(AnyType(), "keywords")]),
+    # AnyType: MLflow passes each value as sent. With "long" it turned 5.5, 1.9 and true into 5, 1 and 1
+    # before checked_row could refuse them. Rubrics and keywords may each be a string or a list of strings.
+    inputs=Schema([ColSpec(AnyType(), "rating"), ColSpec(AnyType(), "rubrics"), ColSpec(AnyType(), "keywords")]),
     outputs=Schema([ColSpec("string")]),
     params=ParamSchema([ParamSpec(name, "double" if isinstance(getattr(_DEFAULTS, name), float) else "long",
                                   getattr(_DEFAULTS, name)) for name in PARAM_CHECKS]),
@@ -70,6 +74,9 @@ class ReviewModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         artifacts = context.artifacts
         self.model, self.tokenizer = load_for_generation(artifacts["model"], artifacts.get("base_model"), served_device())
+        # generate_reviews seeds torch's process-wide generator: one request generates at a time, so a request's
+        # seed alone decides its reviews, whatever the scoring server runs beside it.
+        self.generating = threading.Lock()
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> list[str]:
         try:
@@ -80,7 +87,8 @@ class ReviewModel(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         if not prompts:
             return []
-        return [reviews[0] for reviews in generate_reviews(self.model, self.tokenizer, prompts, settings)]
+        with self.generating:
+            return [reviews[0] for reviews in generate_reviews(self.model, self.tokenizer, prompts, settings)]
 
 
 def served_device() -> GenerationDevice:
@@ -93,6 +101,9 @@ def served_device() -> GenerationDevice:
 
 
 def checked_row(row: dict, where: str) -> dict:
+    rating = row["rating"]
+    if isinstance(rating, bool) or not isinstance(rating, (int, np.integer)) or not 1 <= rating <= 5:
+        raise ValueError(f"{where}: rating must be an integer from 1 to 5, got {rating!r}")
     for name in ("rubrics", "keywords"):
         value = row[name]
         if not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
