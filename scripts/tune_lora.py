@@ -367,13 +367,17 @@ def join_study(study, created: bool, settings: dict, search: SearchSettings, see
 
 def close_interrupted_run(client, parent_id: str, number: int, trial_dir: Path) -> None:
     """A retried trial: mark the MLflow runs of trial NUMBER left RUNNING by a worker that died KILLED, unless
-    this worker resumes that run. Found by name under the parent: a worker killed before it could record the
-    run's id in the study still leaves the run there."""
-    resumed = stored_run(trial_dir).get("run_id")
+    this worker resumes that run."""
+    close_runs_left_running(client, parent_id, number, keep=stored_run(trial_dir).get("run_id"))
+
+
+def close_runs_left_running(client, parent_id: str, number: int, keep: str | None = None) -> None:
+    """Mark KILLED the RUNNING MLflow runs of trial NUMBER under the parent, but KEEP. Found by name: a worker
+    killed before it could record the run's id in the study still leaves the run there."""
     experiment_id = client.get_run(parent_id).info.experiment_id
     for orphan in client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}' and "
                                      f"attributes.run_name = 'trial {number}' and attributes.status = 'RUNNING'"):
-        if orphan.info.run_id != resumed:
+        if orphan.info.run_id != keep:
             client.set_terminated(orphan.info.run_id, status="KILLED")
 
 
@@ -551,6 +555,9 @@ def finish_search(client, parent_id: str, study, search: SearchSettings, config,
     from mlflow.entities import Metric, RunTag
     from optuna.trial import TrialState
 
+    for trial in study.trials:  # a worker killed before it could close its trial's run left it RUNNING
+        if trial.state == TrialState.FAIL and not trial.user_attrs.get("surplus"):
+            close_runs_left_running(client, parent_id, trial.number)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     table = trials_table(study)
     atomic_write_text(output_dir / "trials.md", redact(table))

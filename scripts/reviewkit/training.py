@@ -69,18 +69,21 @@ def run(config: ExperimentConfig, training_args, experiment: str, callbacks: tup
     params = {"tracking_uri": mask_uri(tracking_uri), "model_id": model_source, **data_params(data_dir, report)}
     trainer, logger = build_trainer(config, training_args, experiment, model, tokenizer, dataset, params,
                                     tracking_uri, callbacks, parent_run_id)
-    train(trainer, logger, training_args, output_dir)
-
-    final_dir, merged_dir = save_model(trainer, tokenizer, config, output_dir)
-    summary = summarize(trainer, config, experiment, logger, data_dir)
-    summary.update(final_dir=str(final_dir), **({"merged_dir": str(merged_dir)} if merged_dir else {}))
-    if trainer.is_world_process_zero():
-        summary_text = json.dumps(summary, ensure_ascii=False, indent=2)
-        atomic_write_text(output_dir / "summary.json", redact(summary_text) + "\n")
-        card = write_card(final_dir, summary, logger.params, report)
-        log_model(config, logger, summary, final_dir, model_source)
-        summary["mlflow_finished"] = logger.finish([output_dir / "summary.json", data_dir / "report.json"],
-                                                   note=card.read_text(encoding="utf-8"))
+    try:
+        train(trainer, logger, training_args, output_dir)
+        final_dir, merged_dir = save_model(trainer, tokenizer, config, output_dir)
+        summary = summarize(trainer, config, experiment, logger, data_dir)
+        summary.update(final_dir=str(final_dir), **({"merged_dir": str(merged_dir)} if merged_dir else {}))
+        if trainer.is_world_process_zero():
+            summary_text = json.dumps(summary, ensure_ascii=False, indent=2)
+            atomic_write_text(output_dir / "summary.json", redact(summary_text) + "\n")
+            card = write_card(final_dir, summary, logger.params, report)
+            log_model(config, logger, summary, final_dir, model_source)
+            summary["mlflow_finished"] = logger.finish([output_dir / "summary.json", data_dir / "report.json"],
+                                                       note=card.read_text(encoding="utf-8"))
+    except KeyboardInterrupt:  # Ctrl-C or tune_lora's SIGTERM, in training or while saving and logging after it
+        logger.fail(status="KILLED")
+        raise
     return summary
 
 
@@ -225,9 +228,6 @@ def train(trainer, logger: MlflowLogger, training_args, output_dir: Path) -> Non
         trainer.train(resume_from_checkpoint=resume)
     except NonFiniteLossError:
         logger.fail()
-        raise
-    except KeyboardInterrupt:
-        logger.fail(status="KILLED")
         raise
 
 
