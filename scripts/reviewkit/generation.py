@@ -60,6 +60,15 @@ class SamplingSettings:
         return asdict(self)
 
 
+def trained_lengths(model_dir: str, max_new_tokens: int) -> TrainedLengths:
+    """The model's trained lengths; ValueError when --max_new_tokens asks for reviews longer than it learned."""
+    lengths = TrainedLengths.of(model_dir)
+    if max_new_tokens > lengths.max_target_length:
+        raise ValueError(f"--max_new_tokens {max_new_tokens} is above the max_target_length "
+                         f"{lengths.max_target_length} that {model_dir} was trained with")
+    return lengths
+
+
 def load_for_generation(model_dir: str, base_model: str | None, device: GenerationDevice):
     """(model, tokenizer) from a full model directory or a LoRA adapter directory, the model on `device`.
 
