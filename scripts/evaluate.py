@@ -31,7 +31,8 @@ from reviewkit.device import DeviceError, GenerationDevice, resolve_device
 from reviewkit.evaluation_cache import evaluation_reference
 from reviewkit.evaluation_run import CHART, REVIEWS_TABLE, describe_training_run, log_evaluation, review_rows
 from reviewkit.generation import (add_device_flag, add_model_flags, add_sampling_flags, generate_reviews,
-                                  load_for_generation, prompt_of, settings_from, with_empty_nulls)
+                                  load_for_generation, prompt_of, settings_from, trained_lengths,
+                                  with_empty_nulls)
 from reviewkit.keywords import Lemmatizer
 from reviewkit.model_card import CARD_NAME, add_evaluation_to_card
 from reviewkit.modeling import ModelSourceError
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     try:
         device = resolve_device(args.device)
+        lengths = trained_lengths(args.model, args.max_new_tokens)
         train, test, model, tokenizer = load_inputs(args, tracking_uri, device)
         rows, prompts = draw_rows(args, test)
     except (TrackingError, ValueError, ModelSourceError, DeviceError) as exc:
@@ -188,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                                      [r["rating"] for r in test])
     test_exact, test_within = reference.test_accuracy, reference.test_within_1
     print(f"generating {len(prompts)} reviews on {device.description}", file=sys.stderr)
-    reviews = [texts[0] for texts in generate_reviews(model, tokenizer, prompts, settings_from(args), args.batch_size)]
+    reviews = [texts[0] for texts in generate_reviews(model, tokenizer, prompts, settings_from(args), args.batch_size,
+                                                      max_source_length=lengths.max_source_length)]
     predicted, copies = reference.classifier.predict(reviews), reference.copy_index.copied(reviews)
     table = quality_table(rows, reviews, train, predicted, copies)
     print(f"measuring realism: {FOLDS}-fold cross-validation per rating, generated against real reviews and the "

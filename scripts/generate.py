@@ -18,7 +18,7 @@ from reviewkit.cli import ArgumentParser, check_output, int_in
 from reviewkit.files import atomic_path
 from reviewkit.device import DeviceError, resolve_device
 from reviewkit.generation import (add_device_flag, add_model_flags, add_sampling_flags, generate_reviews,
-                                  load_for_generation, prompt_of, settings_from)
+                                  load_for_generation, prompt_of, settings_from, trained_lengths)
 from reviewkit.modeling import ModelSourceError
 
 
@@ -86,13 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             prompts = [prompt_of({"rating": args.rating, "rubrics": args.rubrics, "keywords": args.keywords},
                                  "--rating")]
+        lengths = trained_lengths(args.model, args.max_new_tokens)
         model, tokenizer = load_for_generation(args.model, args.base_model, device)
     except (ValueError, ModelSourceError, DeviceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"generating on {device.description}", file=sys.stderr)  # stdout carries the reviews
     reviews = generate_reviews(model, tokenizer, prompts, settings_from(args, args.num_return_sequences),
-                               args.batch_size)
+                               args.batch_size, max_source_length=lengths.max_source_length)
     if args.output:
         try:
             write_reviews(args.output, prompts, reviews)

@@ -31,7 +31,8 @@ from reviewkit.cli import ArgumentParser, check_output, int_in
 from reviewkit.device import DeviceError, GenerationDevice, resolve_device
 from reviewkit.files import atomic_write_text, remove_stale_temporaries
 from reviewkit.generation import (SamplingSettings, add_device_flag, add_sampling_flags, generate_reviews,
-                                  load_for_generation, prompt_of, settings_from, with_empty_nulls)
+                                  load_for_generation, prompt_of, settings_from, trained_lengths,
+                                  with_empty_nulls)
 from reviewkit.marking import format_key, key_path_for
 from reviewkit.modeling import ModelSourceError
 from reviewkit.sample_file import Entry, compute_sample_id, entry_fingerprint, format_sample
@@ -134,10 +135,12 @@ def prompts_of(test_path: Path, drawn: list[int], rows: list[dict]) -> list[str]
 def generate_with(model_dir: str, args, prompts: list[str], settings: SamplingSettings,
                   device: GenerationDevice) -> list[str]:
     try:
+        lengths = trained_lengths(model_dir, settings.max_new_tokens)
         model, tokenizer = load_for_generation(model_dir, args.base_model, device)
-    except ModelSourceError as exc:
+    except (ModelSourceError, ValueError) as exc:
         raise SampleError(str(exc)) from None
-    return [texts[0] for texts in generate_reviews(model, tokenizer, prompts, settings, args.batch_size)]
+    return [texts[0] for texts in generate_reviews(model, tokenizer, prompts, settings, args.batch_size,
+                                                   max_source_length=lengths.max_source_length)]
 
 
 def one_line(text: str) -> str:
@@ -265,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from(args)
     try:
         device = resolve_device(args.device)
+        for model_dir in args.model:  # every model's bound before the first one generates
+            trained_lengths(model_dir, settings.max_new_tokens)
         labels = model_labels(args.model, args.label) if len(args.model) > 1 else []
         test_path, drawn, rows = draw_prompts(args.data_dir, args.n, rng)
         print(f"generating on {device.description}")
@@ -272,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             write_outputs(output, one_model_sample(args, test_path, drawn, rows, settings, device), None)
         else:
             write_outputs(output, *several_models_sample(args, labels, test_path, drawn, rows, settings, device, rng))
-    except (SampleError, DeviceError) as exc:
+    except (SampleError, DeviceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if len(args.model) == 1:

@@ -509,3 +509,19 @@ def test_generate_reads_a_parquet_prompts_file_with_nulls(tiny, tmp_path):
     result = script_here("generate.py", "--model", model, "--prompts_file", path, "--max_new_tokens", 4)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.splitlines()[0] == "рейтинг: 5 | рубрики:  | ключевые слова: "
+
+
+@pytest.mark.parametrize("name, extra", [
+    ("generate.py", ["--rating", 5, "--rubrics", "Кафе", "--keywords", "кофе"]),
+    ("sample.py", ["--data_dir", "unused", "--n", 3, "--output", "{tmp}/sample.txt"]),
+    ("evaluate.py", ["--data_dir", "unused"]),
+])
+def test_max_new_tokens_above_the_trained_length_is_one_line_before_the_model_loads(tmp_path, name, extra):
+    model = tmp_path / "model"  # the recorded lengths and no weights: a load would fail with another message
+    model.mkdir()
+    (model / "training_lengths.json").write_text('{"max_source_length": 8, "max_target_length": 16}')
+    args = [str(a).format(tmp=tmp_path) for a in extra]
+    result = script_here(name, "--model", model, *args, "--max_new_tokens", 17, "--device", "cpu")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: --max_new_tokens 17 is above the max_target_length 16 that {model} was trained with"]

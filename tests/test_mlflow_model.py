@@ -113,6 +113,13 @@ def test_the_pyfunc_writes_one_review_per_row_with_the_project_prompt_and_sampli
     ([{"rating": 5, "rubrics": "Кафе"}], None, "missing inputs ['keywords']"),
     ([{"rating": 5, "rubrics": "Кафе", "keywords": "кофе"}], {"top_p": 1.5}, "params: top_p must be a number"),
     ([{"rating": 5, "rubrics": "Кафе", "keywords": "кофе"}], {"max_new_tokens": 0}, "params: max_new_tokens must be"),
+    ([{"rating": 5, "rubrics": "Кафе", "keywords": "кофе"}], {"max_new_tokens": 1_000_000_000},
+     "params: max_new_tokens 1000000000 is above the model's max_target_length 256"),
+    ([{"rating": 5, "rubrics": "Кафе", "keywords": "кофе"}] * 257, None, "257 records in one request; at most 256"),
+    ([{"rating": 5, "rubrics": "Кафе", "keywords": ", ".join(["слово"] * 10_000)}], None,
+     "record 0: keywords is 69998 characters long; at most 4096"),
+    ([{"rating": 5, "rubrics": "К" * 1_000_000, "keywords": "кофе"}], None,
+     "record 0: rubrics is 1000000 characters long; at most 4096"),
 ])
 def test_a_bad_row_or_param_is_a_clear_invalid_parameter_error(t5_pyfunc, rows, params, message):
     with pytest.raises(MlflowException) as raised:
@@ -127,6 +134,18 @@ def test_concurrent_requests_with_one_seed_get_the_reviews_of_that_request_alone
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         together = list(pool.map(lambda _: t5_pyfunc.predict(rows, params=params), range(8)))
     assert together == [alone] * 8
+
+
+def test_prompts_are_cut_to_the_trained_length_and_generation_has_a_deadline(t5_run, t5_pyfunc, monkeypatch):
+    files = local_dir(t5_run.logged_model().artifact_location)
+    recorded = json.loads((files / "artifacts" / "final" / "training_lengths.json").read_text(encoding="utf-8"))
+    assert recorded == {"max_source_length": 64, "max_target_length": 256}  # train_t5.py's, written by training
+    model = t5_pyfunc.unwrap_python_model().model
+    calls, generate = [], model.generate
+    monkeypatch.setattr(model, "generate", lambda **kwargs: calls.append(kwargs) or generate(**kwargs))
+    row = {"rating": 5, "rubrics": "Кафе", "keywords": ", ".join(["слово"] * 500)}  # far more than 64 tokens
+    (review,) = t5_pyfunc.predict(pd.DataFrame([row]), params={"max_new_tokens": 4})
+    assert calls[0]["input_ids"].shape[1] == 64 and calls[0]["max_time"] == 50.0
 
 
 def test_log_model_is_on_by_default_and_register_model_needs_it():

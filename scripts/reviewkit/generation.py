@@ -22,6 +22,28 @@ from .modeling import ModelSourceError, load_model_and_tokenizer
 from .prompt import build_prompt
 
 SEED_MAX = 2**32 - 1  # what numpy's generators and scikit-learn's random_state accept
+LENGTHS_FILE = "training_lengths.json"  # written beside the weights by training
+
+
+@dataclass(frozen=True)
+class TrainedLengths:
+    """The token lengths a model was trained with: prompts are cut to max_source_length as in training, and no
+    review is asked to run past max_target_length. The defaults are the training scripts' (for models saved
+    before the lengths were recorded)."""
+
+    max_source_length: int = 64
+    max_target_length: int = 256
+
+    def write(self, model_dir: str | Path) -> None:
+        (Path(model_dir) / LENGTHS_FILE).write_text(json.dumps(asdict(self)) + "\n", encoding="utf-8")
+
+    @classmethod
+    def of(cls, model_dir: str | Path) -> "TrainedLengths":
+        try:
+            recorded = json.loads((Path(model_dir) / LENGTHS_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls()
+        return cls(int(recorded["max_source_length"]), int(recorded["max_target_length"]))
 
 
 @dataclass(frozen=True)
@@ -36,6 +58,15 @@ class SamplingSettings:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def trained_lengths(model_dir: str, max_new_tokens: int) -> TrainedLengths:
+    """The model's trained lengths; ValueError when --max_new_tokens asks for reviews longer than it learned."""
+    lengths = TrainedLengths.of(model_dir)
+    if max_new_tokens > lengths.max_target_length:
+        raise ValueError(f"--max_new_tokens {max_new_tokens} is above the max_target_length "
+                         f"{lengths.max_target_length} that {model_dir} was trained with")
+    return lengths
 
 
 def load_for_generation(model_dir: str, base_model: str | None, device: GenerationDevice):
@@ -117,17 +148,22 @@ def prompt_of(row: dict, where: str) -> str:
 
 
 @torch.inference_mode()
-def generate_reviews(model, tokenizer, prompts: Sequence[str], settings: SamplingSettings,
-                     batch_size: int = 64) -> list[list[str]]:
-    """`settings.num_return_sequences` reviews per prompt, in the order of `prompts`."""
+def generate_reviews(model, tokenizer, prompts: Sequence[str], settings: SamplingSettings, batch_size: int = 64,
+                     max_source_length: int | None = None, max_seconds: float | None = None) -> list[list[str]]:
+    """`settings.num_return_sequences` reviews per prompt, in the order of `prompts`.
+
+    `max_source_length`: prompts are cut to that many tokens, as training cut them. `max_seconds`: each batch
+    stops generating after that long (transformers' max_time), its reviews cut where they are.
+    """
     torch.manual_seed(settings.seed)
-    lengths = [len(ids) for ids in tokenizer(list(prompts))["input_ids"]]
+    cut = {"truncation": True, "max_length": max_source_length} if max_source_length else {}
+    lengths = [len(ids) for ids in tokenizer(list(prompts), **cut)["input_ids"]]
     order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
     results: list[list[str]] = [[] for _ in prompts]
     device = next(model.parameters()).device
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
-        inputs = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True).to(device)
+        inputs = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, **cut).to(device)
         outputs = model.generate(
             **inputs,
             do_sample=True,
@@ -137,6 +173,7 @@ def generate_reviews(model, tokenizer, prompts: Sequence[str], settings: Samplin
             no_repeat_ngram_size=settings.no_repeat_ngram_size,
             max_new_tokens=settings.max_new_tokens,
             num_return_sequences=settings.num_return_sequences,
+            max_time=max_seconds,
         )
         texts = tokenizer.batch_decode(outputs, skip_special_tokens=True)
         for position, index in enumerate(batch):

@@ -46,12 +46,17 @@ from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from reviewkit.cli import float_above, int_in
 from reviewkit.device import DeviceError, GenerationDevice, device_choice, resolve_device
-from reviewkit.generation import (SEED_MAX, SamplingSettings, generate_reviews, load_for_generation, prompt_of,
-                                  with_empty_nulls)
+from reviewkit.generation import (SEED_MAX, SamplingSettings, TrainedLengths, generate_reviews, load_for_generation,
+                                  prompt_of, with_empty_nulls)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REQUIREMENTS = PACKAGE_DIR.parent.parent / "requirements.txt"
 DEVICE_VARIABLE = "REVIEWKIT_DEVICE"
+# One request's bounds: records, characters of a rubrics or keywords value (the prompt keeps ~64 tokens of them
+# anyway), and seconds of generation (below the scoring server's 60 s timeout, so none outlives its request).
+MAX_RECORDS_VARIABLE, MAX_RECORDS = "REVIEWKIT_MAX_RECORDS", 256
+MAX_FIELD_CHARS = 4096
+MAX_SECONDS_VARIABLE, MAX_SECONDS = "REVIEWKIT_MAX_SECONDS", 50.0
 INPUT_EXAMPLE = pd.DataFrame([{"rating": 5, "rubrics": "Кафе;Кофейня", "keywords": "кофе, десерт, уютно"}])
 # The request params and their checks: the same bounds as the scripts' sampling flags.
 PARAM_CHECKS = {"temperature": float_above(0), "top_p": float_above(0, 1), "top_k": int_in(0),
@@ -74,6 +79,9 @@ class ReviewModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         artifacts = context.artifacts
         self.model, self.tokenizer = load_for_generation(artifacts["model"], artifacts.get("base_model"), served_device())
+        self.lengths = TrainedLengths.of(artifacts["model"])
+        self.max_records = int(os.environ.get(MAX_RECORDS_VARIABLE) or MAX_RECORDS)
+        self.max_seconds = float(os.environ.get(MAX_SECONDS_VARIABLE) or MAX_SECONDS)
         # generate_reviews seeds torch's process-wide generator: one request generates at a time, so a request's
         # seed alone decides its reviews, whatever the scoring server runs beside it.
         self.generating = threading.Lock()
@@ -81,6 +89,12 @@ class ReviewModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> list[str]:
         try:
             settings = sampling_settings(params or {})
+            if settings.max_new_tokens > self.lengths.max_target_length:
+                raise ValueError(f"params: max_new_tokens {settings.max_new_tokens} is above the model's "
+                                 f"max_target_length {self.lengths.max_target_length}")
+            if len(model_input) > self.max_records:
+                raise ValueError(f"{len(model_input)} records in one request; at most {self.max_records} "
+                                 f"(${MAX_RECORDS_VARIABLE})")
             rows = with_empty_nulls(model_input.to_dict("records"))
             prompts = [prompt_of(checked_row(row, f"record {i}"), f"record {i}") for i, row in enumerate(rows)]
         except ValueError as exc:
@@ -88,7 +102,9 @@ class ReviewModel(mlflow.pyfunc.PythonModel):
         if not prompts:
             return []
         with self.generating:
-            return [reviews[0] for reviews in generate_reviews(self.model, self.tokenizer, prompts, settings)]
+            reviews = generate_reviews(self.model, self.tokenizer, prompts, settings,
+                                       max_source_length=self.lengths.max_source_length, max_seconds=self.max_seconds)
+        return [texts[0] for texts in reviews]
 
 
 def served_device() -> GenerationDevice:
@@ -108,6 +124,9 @@ def checked_row(row: dict, where: str) -> dict:
         value = row[name]
         if not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
             raise ValueError(f"{where}: {name} must be a string or a list of strings, got {value!r}")
+        chars = len(value) if isinstance(value, str) else sum(len(v) + 1 for v in value)
+        if chars > MAX_FIELD_CHARS:
+            raise ValueError(f"{where}: {name} is {chars} characters long; at most {MAX_FIELD_CHARS}")
     return row
 
 

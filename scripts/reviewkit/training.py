@@ -235,12 +235,17 @@ def save_model(trainer, tokenizer, config: ExperimentConfig, output_dir: Path) -
     """Save the kept model (a LoRA run: its adapter; with --merge also a merged standalone model)."""
     final_dir, merged_dir = output_dir / "final", None
     if trainer.is_world_process_zero():
+        from .generation import TrainedLengths
+
+        lengths = TrainedLengths(config.max_source_length, config.max_target_length)
         trainer.model.save_pretrained(str(final_dir))  # safetensors
         tokenizer.save_pretrained(str(final_dir))
+        lengths.write(final_dir)
         if config.lora and config.merge:
             merged_dir = output_dir / "merged"
             trainer.model.merge_and_unload().save_pretrained(str(merged_dir))
             tokenizer.save_pretrained(str(merged_dir))
+            lengths.write(merged_dir)
     return final_dir, merged_dir
 
 
