@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 import os
 import signal
 import sys
@@ -51,7 +52,7 @@ from reviewkit.config import parse_config
 from reviewkit.files import atomic_write_text, file_digest
 from reviewkit.mlflow_conventions import source_tags
 from reviewkit.redact import mask_uri, redact, remember_secrets
-from reviewkit.study import (TrialSeededTPE, check_study_name, enqueue_grid, grid_points, settings_differences)
+from reviewkit.study import TrialSeededTPE, check_study_name, enqueue_grid, settings_differences
 from reviewkit.trainer import NonFiniteLossError
 from reviewkit.tracking_store import stored_run
 from reviewkit.training import TrainingError, load_data, run
@@ -76,6 +77,7 @@ TARGET_CHOICES = ("q,v", "k,q,v", "q,k,v,o", "q,k,v,o,wi_0,wi_1,wo")
 RANKS = (2, 4, 8, 16, 32)
 ALPHAS = (1, 4, 8, 16, 32)
 GRID = {"lora_r": [4, 16], "lora_alpha": [1, 16], "lora_target_modules": ["q,v", "k,q,v"]}
+GRID_POINTS = math.prod(len(values) for values in GRID.values())
 PARENT_WAIT_S = 30.0  # how long a joining worker waits for the study's creator to name the parent run
 STORAGE_OPEN_ATTEMPTS = 3
 POLL_S = 2.0  # how often a worker with nothing left to start looks at the other workers' trials
@@ -200,8 +202,8 @@ class SearchSettings:
         remember_secrets(self.storage)
         if self.trials < 1:
             raise ValueError("--trials must be at least 1")
-        if self.grid and self.trials > len(grid_points(GRID, 0)):
-            raise ValueError(f"--grid has {len(grid_points(GRID, 0))} points; --trials {self.trials} asks for more")
+        if self.grid and self.trials > GRID_POINTS:
+            raise ValueError(f"--grid has {GRID_POINTS} points; --trials {self.trials} asks for more")
         if self.heartbeat_interval < 1:
             raise ValueError("--heartbeat_interval must be at least 1 (seconds)")
         check_study_name(self.study_name)
@@ -235,14 +237,14 @@ def search_space(search: SearchSettings, training_args) -> dict:
 def study_settings(config, training_args, search: SearchSettings, data_dir: Path) -> dict:
     """What makes the study's trials comparable; recorded by the study's creator, checked by every joining worker.
 
-    JSON values as Optuna stores them (lists, not tuples), so that a recorded copy compares equal."""
+    JSON values as Optuna stores them (search_space gives lists, not tuples), so that a recorded copy compares
+    equal."""
     return {"data (train.parquet digest)": file_digest(data_dir / "train.parquet")[:16],
             "num_train_epochs": training_args.num_train_epochs, "max_train_samples": config.max_train_samples,
             "base model": "demo (built from the data)" if config.demo else config.model_name_or_path,
             "balance": config.balance, "per_device_train_batch_size": training_args.per_device_train_batch_size,
             "search": "grid" if search.grid else "tpe",
-            "search space": {k: list(v) if isinstance(v, (list, tuple)) else v
-                             for k, v in search_space(search, training_args).items()}}
+            "search space": search_space(search, training_args)}
 
 
 def short_value(value) -> str:
