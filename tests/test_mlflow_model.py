@@ -2,27 +2,24 @@
 
 import concurrent.futures
 import json
-import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
 from conftest import script_here, tool_env, train_here
+from model_server import ModelServer
 from mlflow.exceptions import MlflowException
 
 from reviewkit.config import parse_config
-from reviewkit.generation import SamplingSettings, generate_reviews, load_for_generation
-from reviewkit.mlflow_model import served_device
+from reviewkit.generation import GenerationCutoff, SamplingSettings, generate_reviews, load_for_generation
+from reviewkit.mlflow_model import Turns, served_device, stop_with_the_server
+from uvicorn import Config, Server
 from reviewkit.prompt import build_prompt
 
 # The module's demo runs are built once: all its tests go to one xdist worker.
@@ -136,7 +133,7 @@ def test_concurrent_requests_with_one_seed_get_the_reviews_of_that_request_alone
     assert together == [alone] * 8
 
 
-def test_prompts_are_cut_to_the_trained_length_and_generation_has_a_deadline(t5_run, t5_pyfunc, monkeypatch):
+def test_prompts_are_cut_to_the_trained_length(t5_run, t5_pyfunc, monkeypatch):
     files = local_dir(t5_run.logged_model().artifact_location)
     recorded = json.loads((files / "artifacts" / "final" / "training_lengths.json").read_text(encoding="utf-8"))
     assert recorded == {"max_source_length": 64, "max_target_length": 256}  # train_t5.py's, written by training
@@ -145,7 +142,80 @@ def test_prompts_are_cut_to_the_trained_length_and_generation_has_a_deadline(t5_
     monkeypatch.setattr(model, "generate", lambda **kwargs: calls.append(kwargs) or generate(**kwargs))
     row = {"rating": 5, "rubrics": "Кафе", "keywords": ", ".join(["слово"] * 500)}  # far more than 64 tokens
     (review,) = t5_pyfunc.predict(pd.DataFrame([row]), params={"max_new_tokens": 4})
-    assert calls[0]["input_ids"].shape[1] == 64 and calls[0]["max_time"] == 50.0
+    assert calls[0]["input_ids"].shape[1] == 64
+
+
+WORST = {"rows": pd.DataFrame([{"rating": 1 + i % 5, "rubrics": "Кафе;Бар", "keywords": "кофе, шумно"}
+                               for i in range(256)]),
+         "params": {"max_new_tokens": 256, "temperature": 50.0, "top_k": 0, "top_p": 1.0}}
+
+
+def test_the_worst_request_ends_at_its_deadline_with_its_reviews_cut(t5_pyfunc, monkeypatch):
+    served = t5_pyfunc.unwrap_python_model()
+    monkeypatch.setattr(served, "max_seconds", 1.0)
+    started = time.monotonic()
+    reviews = t5_pyfunc.predict(WORST["rows"], params=WORST["params"])
+    assert time.monotonic() - started < 1.0 + 1.5 and len(reviews) == 256
+    # Uncut, each batch of 64 runs to 256 tokens (~1.7 s each here): the batches after the deadline stay empty.
+    assert reviews.count("") >= 128
+
+
+def test_a_request_that_gets_no_turn_before_its_deadline_is_503_and_the_queue_goes_on(t5_pyfunc, monkeypatch):
+    served = t5_pyfunc.unwrap_python_model()
+    monkeypatch.setattr(served, "max_seconds", 0.5)
+    release, generate = threading.Event(), served.model.generate
+    monkeypatch.setattr(served.model, "generate", lambda **kwargs: release.wait(10) and generate(**kwargs))
+    rows = pd.DataFrame([{"rating": 5, "rubrics": "Кафе", "keywords": "кофе"}])
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        first = pool.submit(t5_pyfunc.predict, rows, params={"max_new_tokens": 4})
+        time.sleep(0.2)  # the first request holds the turn
+        with pytest.raises(MlflowException) as raised:
+            t5_pyfunc.predict(rows, params={"max_new_tokens": 4})
+        release.set()
+        assert len(first.result()) == 1
+    assert raised.value.get_http_status_code() == 503 and "the server is busy" in raised.value.message
+    assert len(t5_pyfunc.predict(rows, params={"max_new_tokens": 4})) == 1
+
+
+def test_turns_are_given_in_arrival_order():
+    turns, order = Turns(), []
+    cutoff = GenerationCutoff(time.monotonic() + 10)
+
+    def take_turn(n):
+        with turns.wait(cutoff) as turn:
+            order.append((n, turn))
+
+    with turns.wait(cutoff):
+        threads = [threading.Thread(target=take_turn, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.05)  # each has queued before the next starts
+    for thread in threads:
+        thread.join(10)
+    assert order == [(n, True) for n in range(6)]
+
+
+def test_once_the_server_is_stopping_generation_ends_and_the_request_is_503(t5_pyfunc, monkeypatch):
+    served = t5_pyfunc.unwrap_python_model()
+    monkeypatch.setattr(served, "stopping", threading.Event())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        worst = pool.submit(t5_pyfunc.predict, WORST["rows"], params=WORST["params"])
+        time.sleep(0.3)
+        served.stopping.set()
+        with pytest.raises(MlflowException) as raised:
+            worst.result()
+    assert time.monotonic() - started < 3.0
+    assert raised.value.get_http_status_code() == 503 and raised.value.message == "the server is stopping"
+
+
+def test_when_uvicorn_is_told_to_exit_the_model_stops_generating(monkeypatch):
+    monkeypatch.setattr(Server, "handle_exit", Server.handle_exit)  # restored afterwards
+    stopping = threading.Event()
+    stop_with_the_server(stopping)
+    server = Server(Config(app=None))
+    server.handle_exit(signal.SIGTERM, None)
+    assert stopping.is_set() and server.should_exit
 
 
 def test_log_model_is_on_by_default_and_register_model_needs_it():
@@ -195,47 +265,9 @@ def test_a_rerun_of_the_finished_command_logs_no_second_model(t5_run):
     assert f"MLflow model models:/{first} logged, registered as {REGISTERED} version 1" in again.stdout
 
 
-class ModelServer:
-    """`mlflow models serve` of a registered model version on a free loopback port, in its own process group."""
-
-    def __init__(self, model_uri: str, tracking_uri: str, log: Path):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-                   "-h", "127.0.0.1", "-p", str(self.port)]
-        self.log = log
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
-                                        env=tool_env({"MLFLOW_TRACKING_URI": tracking_uri}), start_new_session=True)
-
-    def wait_until_up(self, timeout: float = 240) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text(errors="replace")[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ping", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.5)
-        raise TimeoutError(self.log.read_text(errors="replace")[-3000:])
-
-    def post(self, body: dict) -> tuple[int, dict]:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/invocations", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=120) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
-
-    def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)  # the CLI and its uvicorn worker
-        self.process.wait()
-
-
 @pytest.mark.slow  # a second process: `mlflow models serve` imports torch and mlflow and loads the model
 def test_mlflow_models_serve_answers_one_review_per_record_and_survives_bad_records(t5_run, tmp_path):
-    server = ModelServer(f"models:/{REGISTERED}/1", t5_run.tracking_uri, tmp_path / "serve.log")
+    server = ModelServer(f"models:/{REGISTERED}/1", tmp_path / "serve.log", tool_env({"MLFLOW_TRACKING_URI": t5_run.tracking_uri}))
     try:
         server.wait_until_up()
         good = {"dataframe_records": [{"rating": 5, "rubrics": "Кафе", "keywords": "кофе"},
@@ -248,5 +280,65 @@ def test_mlflow_models_serve_answers_one_review_per_record_and_survives_bad_reco
         status, error = server.post({"dataframe_records": [{"rating": 5, "rubrics": "Кафе"}]})
         assert status == 400 and "missing inputs ['keywords']" in error["message"]
         assert server.post(good) == (200, answer)  # still serving, and the same seed gives the same reviews
+    finally:
+        server.kill()
+
+
+def record(**fields) -> dict:
+    return {"rating": 5, "rubrics": "Кафе", "keywords": "кофе", **fields}
+
+
+HOSTILE = [  # (body, status, part of the message)
+    ({"dataframe_records": [record()] * 64, "params": {"max_new_tokens": 1_000_000_000, "temperature": 50,
+                                                        "top_k": 0}},
+     400, "max_new_tokens 1000000000 is above the model's max_target_length 256"),
+    ({"dataframe_records": [record(keywords=["слово"] * 10_000)]}, 400, "keywords is 60000 characters long"),
+    ({"dataframe_records": [record(rubrics="К" * 1_000_000)]}, 400, "rubrics is 1000000 characters long"),
+    ({"dataframe_records": [record()] * 500}, 400, "500 records in one request; at most 256"),
+    ({"dataframe_records": [record(rating=5.5)]}, 400, "rating must be an integer from 1 to 5, got 5.5"),
+    ({"dataframe_records": [record(rating=True)]}, 400, "rating must be an integer from 1 to 5, got True"),
+    ({"dataframe_records": [record(rating="5")]}, 400, "rating must be an integer from 1 to 5, got '5'"),
+]
+
+
+@pytest.mark.slow  # a second process: `mlflow models serve` imports torch and mlflow and loads the model
+def test_hostile_requests_get_a_400_or_end_in_time_and_the_server_stays_well_and_stops_on_sigterm(t5_run, tmp_path):
+    server = ModelServer(f"models:/{REGISTERED}/1", tmp_path / "serve.log",
+                         tool_env({"MLFLOW_TRACKING_URI": t5_run.tracking_uri, "REVIEWKIT_MAX_SECONDS": "30"}))
+    try:
+        server.wait_until_up()
+        valid = {"dataframe_records": [record(), record(rating=1, keywords=["грязно", "долго"])],
+                 "params": {"max_new_tokens": 32, "seed": 5}}
+        status, alone = server.post(valid)
+        assert status == 200
+        rss_before = server.rss()
+        for body, status, message in HOSTILE:
+            answer = server.post(body, timeout=30)
+            assert answer[0] == status and message in answer[1]["message"], (message, str(answer)[:300])
+
+        # The worst valid request: the most records, the longest reviews, sampling that never ends a review early.
+        worst = {"dataframe_records": [record(rating=1 + i % 5) for i in range(256)],
+                 "params": {"max_new_tokens": 256, "temperature": 50, "top_k": 0, "top_p": 1.0}}
+        started = time.monotonic()
+        status, answer = server.post(worst, timeout=60)
+        assert status == 200 and len(answer["predictions"]) == 256 and time.monotonic() - started < 30 + 5
+        time.sleep(2)
+        cpu = server.cpu_seconds()
+        time.sleep(2)
+        assert server.cpu_seconds() - cpu < 0.2  # idle again: nothing generates on after the answer
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            together = list(pool.map(lambda _: server.post(valid), range(8)))
+        assert together == [(200, alone)] * 8
+        assert server.ping() == 200 and server.post(valid) == (200, alone)
+        assert server.rss() < rss_before * 1.25, (server.rss(), rss_before)
+
+        # SIGTERM while worst requests generate and wait: the server is gone in seconds, not after their work.
+        pool = concurrent.futures.ThreadPoolExecutor(3)
+        pending = [pool.submit(server.post, worst, 60) for _ in range(3)]
+        time.sleep(1.5)
+        assert server.terminate(timeout=30) < 5
+        assert {future.result()[0] for future in pending} <= {503}, [str(f.result())[:200] for f in pending]
+        pool.shutdown()
     finally:
         server.kill()

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .cleaning import parse_rating
 from .cli import float_above, int_in
@@ -147,22 +150,44 @@ def prompt_of(row: dict, where: str) -> str:
     return build_prompt(rating, row["rubrics"] or "", row["keywords"] or "")
 
 
+class GenerationCutoff(StoppingCriteria):
+    """Ends the generation of the whole batch once `deadline` (a time.monotonic() value) has passed or `stop` is set.
+
+    The served model's bound on one request, and its way out when the server is told to stop. Reviews cut by it
+    end where generation was.
+    """
+
+    def __init__(self, deadline: float | None = None, stop: threading.Event | None = None):
+        self.deadline, self.stop = deadline, stop
+
+    def reached(self) -> bool:
+        return ((self.stop is not None and self.stop.is_set())
+                or (self.deadline is not None and time.monotonic() >= self.deadline))
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.reached(), dtype=torch.bool, device=input_ids.device)
+
+
 @torch.inference_mode()
 def generate_reviews(model, tokenizer, prompts: Sequence[str], settings: SamplingSettings, batch_size: int = 64,
-                     max_source_length: int | None = None, max_seconds: float | None = None) -> list[list[str]]:
+                     max_source_length: int | None = None,
+                     cutoff: GenerationCutoff | None = None) -> list[list[str]]:
     """`settings.num_return_sequences` reviews per prompt, in the order of `prompts`.
 
-    `max_source_length`: prompts are cut to that many tokens, as training cut them. `max_seconds`: each batch
-    stops generating after that long (transformers' max_time), its reviews cut where they are.
+    `max_source_length`: prompts are cut to that many tokens, as training cut them. `cutoff`: checked after
+    every generated token; once it is reached, the batch in progress ends there and the batches left are not
+    generated (their reviews are empty).
     """
     torch.manual_seed(settings.seed)
     cut = {"truncation": True, "max_length": max_source_length} if max_source_length else {}
     lengths = [len(ids) for ids in tokenizer(list(prompts), **cut)["input_ids"]]
     order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
-    results: list[list[str]] = [[] for _ in prompts]
+    results = [[""] * settings.num_return_sequences for _ in prompts]
     device = next(model.parameters()).device
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
+        if cutoff and cutoff.reached():
+            break
         inputs = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, **cut).to(device)
         outputs = model.generate(
             **inputs,
@@ -173,7 +198,7 @@ def generate_reviews(model, tokenizer, prompts: Sequence[str], settings: Samplin
             no_repeat_ngram_size=settings.no_repeat_ngram_size,
             max_new_tokens=settings.max_new_tokens,
             num_return_sequences=settings.num_return_sequences,
-            max_time=max_seconds,
+            stopping_criteria=StoppingCriteriaList([cutoff]) if cutoff else None,
         )
         texts = tokenizer.batch_decode(outputs, skip_special_tokens=True)
         for position, index in enumerate(batch):

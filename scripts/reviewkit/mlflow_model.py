@@ -19,6 +19,15 @@ MlflowException with INVALID_PARAMETER_VALUE: the scoring server answers 400 wit
 The model loads on the device that $REVIEWKIT_DEVICE names (auto, cpu, cuda, cuda:N; default auto);
 a bad or absent device fails the load with a one-line DeviceError.
 
+One request's bounds: at most $REVIEWKIT_MAX_RECORDS records (256), rubrics and keywords of at most
+4096 characters each, max_new_tokens up to the model's max_target_length, prompts cut to its
+max_source_length; anything more is a 400. Requests generate one at a time, in arrival order, so a
+request's seed alone decides its reviews. Each has a deadline of $REVIEWKIT_MAX_SECONDS (50 s, at most
+5/6 of the scoring server's request timeout), counted from when the model got it: a request still
+waiting for its turn then is a 503, and generation stops there, its reviews cut where they are.
+Under `mlflow models serve`, SIGTERM or Ctrl-C stops generation at once (requests in progress or
+waiting get a 503), so the server exits within seconds.
+
 MLflow runs this file on its own, not as `reviewkit.mlflow_model`: hence the absolute imports and
 the `set_model` call at the bottom.
 """
@@ -30,8 +39,11 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,22 +53,25 @@ import pandas as pd
 from mlflow.entities import LoggedModelOutput
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_ALREADY_EXISTS, ErrorCode
+from mlflow.protos.databricks_pb2 import (INVALID_PARAMETER_VALUE, RESOURCE_ALREADY_EXISTS,
+                                          TEMPORARILY_UNAVAILABLE, ErrorCode)
 from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from reviewkit.cli import float_above, int_in
 from reviewkit.device import DeviceError, GenerationDevice, device_choice, resolve_device
-from reviewkit.generation import (SEED_MAX, SamplingSettings, TrainedLengths, generate_reviews, load_for_generation,
-                                  prompt_of, with_empty_nulls)
+from reviewkit.generation import (SEED_MAX, GenerationCutoff, SamplingSettings, TrainedLengths, generate_reviews,
+                                  load_for_generation, prompt_of, with_empty_nulls)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REQUIREMENTS = PACKAGE_DIR.parent.parent / "requirements.txt"
 DEVICE_VARIABLE = "REVIEWKIT_DEVICE"
 # One request's bounds: records, characters of a rubrics or keywords value (the prompt keeps ~64 tokens of them
-# anyway), and seconds of generation (below the scoring server's 60 s timeout, so none outlives its request).
+# anyway), and seconds from its arrival at the model (below the scoring server's timeout, so none outlives its
+# request).
 MAX_RECORDS_VARIABLE, MAX_RECORDS = "REVIEWKIT_MAX_RECORDS", 256
 MAX_FIELD_CHARS = 4096
 MAX_SECONDS_VARIABLE, MAX_SECONDS = "REVIEWKIT_MAX_SECONDS", 50.0
+SERVER_TIMEOUT_VARIABLE = "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"  # set by `mlflow models serve` (-t, default 60)
 INPUT_EXAMPLE = pd.DataFrame([{"rating": 5, "rubrics": "Кафе;Кофейня", "keywords": "кофе, десерт, уютно"}])
 # The request params and their checks: the same bounds as the scripts' sampling flags.
 PARAM_CHECKS = {"temperature": float_above(0), "top_p": float_above(0, 1), "top_k": int_in(0),
@@ -78,15 +93,22 @@ class ReviewModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context):
         artifacts = context.artifacts
-        self.model, self.tokenizer = load_for_generation(artifacts["model"], artifacts.get("base_model"), served_device())
+        device = served_device()
+        self.model, self.tokenizer = load_for_generation(artifacts["model"], artifacts.get("base_model"), device)
         self.lengths = TrainedLengths.of(artifacts["model"])
         self.max_records = int(os.environ.get(MAX_RECORDS_VARIABLE) or MAX_RECORDS)
-        self.max_seconds = float(os.environ.get(MAX_SECONDS_VARIABLE) or MAX_SECONDS)
+        self.max_seconds = request_seconds()
         # generate_reviews seeds torch's process-wide generator: one request generates at a time, so a request's
         # seed alone decides its reviews, whatever the scoring server runs beside it.
-        self.generating = threading.Lock()
+        self.turns = Turns()
+        self.stopping = threading.Event()
+        if os.environ.get(SERVER_TIMEOUT_VARIABLE):  # served by `mlflow models serve`, not loaded in a user's process
+            stop_with_the_server(self.stopping)
+        print(f"reviewkit: the model generates on {device.description}; at most {self.max_records} records and "
+              f"{self.max_seconds:g} s per request", file=sys.stderr, flush=True)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> list[str]:
+        cutoff = GenerationCutoff(time.monotonic() + self.max_seconds, self.stopping)
         try:
             settings = sampling_settings(params or {})
             if settings.max_new_tokens > self.lengths.max_target_length:
@@ -101,10 +123,69 @@ class ReviewModel(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         if not prompts:
             return []
-        with self.generating:
-            reviews = generate_reviews(self.model, self.tokenizer, prompts, settings,
-                                       max_source_length=self.lengths.max_source_length, max_seconds=self.max_seconds)
+        with self.turns.wait(cutoff) as turn:
+            if turn:
+                reviews = generate_reviews(self.model, self.tokenizer, prompts, settings,
+                                           max_source_length=self.lengths.max_source_length, cutoff=cutoff)
+        if self.stopping.is_set():
+            raise MlflowException("the server is stopping", error_code=TEMPORARILY_UNAVAILABLE)
+        if not turn:
+            raise MlflowException(f"the server is busy: no turn to generate within {self.max_seconds:g} s "
+                                  f"(${MAX_SECONDS_VARIABLE})", error_code=TEMPORARILY_UNAVAILABLE)
         return [texts[0] for texts in reviews]
+
+
+class Turns:
+    """A lock taken in arrival order (threading.Lock wakes waiters in no set order, so one could wait forever)."""
+
+    def __init__(self):
+        self.changed = threading.Condition()
+        self.queue: deque[object] = deque()
+
+    @contextlib.contextmanager
+    def wait(self, cutoff: GenerationCutoff):
+        """Yields True when it is the caller's turn, False when `cutoff` was reached first."""
+        ticket = object()
+        with self.changed:
+            self.queue.append(ticket)
+            while self.queue[0] is not ticket and not cutoff.reached():
+                self.changed.wait(timeout=0.1)
+            turn = self.queue[0] is ticket and not cutoff.reached()
+            if not turn:
+                self.queue.remove(ticket)
+                self.changed.notify_all()
+        try:
+            yield turn
+        finally:
+            if turn:
+                with self.changed:
+                    self.queue.popleft()
+                    self.changed.notify_all()
+
+
+def request_seconds() -> float:
+    """$REVIEWKIT_MAX_SECONDS (default 50), at most 5/6 of the scoring server's request timeout when it is known."""
+    seconds = float(os.environ.get(MAX_SECONDS_VARIABLE) or MAX_SECONDS)
+    server_timeout = os.environ.get(SERVER_TIMEOUT_VARIABLE)
+    return min(seconds, float(server_timeout) * 5 / 6) if server_timeout else seconds
+
+
+def stop_with_the_server(stopping: threading.Event) -> None:
+    """Set `stopping` (generation ends at the next token) when the scoring server is told to stop.
+
+    The scoring server is uvicorn: on SIGTERM or Ctrl-C it waits for the requests in progress before it exits,
+    so without this for as long as their generation ran. Its own handler, installed after the model loads,
+    is `Server.handle_exit`: the model joins it there.
+    """
+    from uvicorn.server import Server
+
+    handle_exit = Server.handle_exit
+
+    def handle_exit_and_stop_generating(self, sig, frame):
+        stopping.set()
+        handle_exit(self, sig, frame)
+
+    Server.handle_exit = handle_exit_and_stop_generating
 
 
 def served_device() -> GenerationDevice:
