@@ -26,9 +26,9 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from reference import random_rut5_small  # noqa: E402
-from reviewkit.demo import build_demo_model  # noqa: E402
-from reviewkit.device import CHOICES_HELP, device_choice  # noqa: E402
-from reviewkit.pipeline import PrepareConfig, prepare_dataset  # noqa: E402
+from reviewkit.data.pipeline import PrepareConfig, prepare_dataset  # noqa: E402
+from reviewkit.model.device import CHOICES_HELP, device_choice  # noqa: E402
+from reviewkit.training.demo import build_demo_model  # noqa: E402
 
 WORK_DIR = ROOT / "outputs" / "bench_evaluate"
 TEST_FRACTION = 0.2  # enough test rows for 500 prompts; the default 0.05 leaves ~200

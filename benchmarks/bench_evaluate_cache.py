@@ -4,7 +4,7 @@
     python benchmarks/bench_evaluate_cache.py --rows 500000                   # synthetic rows, prepared first
 
 Each measured run is a fresh process that reads the splits as evaluate.py does and calls
-reviewkit.evaluation_cache.evaluation_reference. The first finds no store: it fits the
+reviewkit.evaluation.cache.evaluation_reference. The first finds no store: it fits the
 classifier, scores it on the test split, indexes the training reviews and stores both; the
 second loads them. Both times include starting Python and importing scikit-learn (~2 s). The
 splits are linked into a temporary directory, so the store of --data_dir is neither used nor
@@ -30,14 +30,14 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(SCRIPTS))
 import synthetic_reviews  # noqa: E402
 from bench_prepare import run_measured  # noqa: E402
-from reviewkit.evaluation_cache import CACHE_DIR  # noqa: E402
+from reviewkit.evaluation.cache import CACHE_DIR  # noqa: E402
 
 MEASURED = """
 import sys
 from pathlib import Path
 import pyarrow.parquet as pq
 sys.path.insert(0, sys.argv[2])
-from reviewkit.evaluation_cache import evaluation_reference
+from reviewkit.evaluation.cache import evaluation_reference
 data_dir = Path(sys.argv[1])
 test = pq.read_table(data_dir / "test.parquet", columns=["text", "rating"]).to_pydict()
 evaluation_reference(data_dir, pq.read_table(data_dir / "train.parquet", columns=["text", "rating"]), test["text"],

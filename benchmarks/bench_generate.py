@@ -4,12 +4,12 @@
     python benchmarks/bench_generate.py --batch_sizes 16,32,64,128
     python benchmarks/bench_generate.py --device cuda --prompts 1024 --batch_sizes 64,256 --max_new_tokens 128
 
-Both paths call reviewkit.generation.generate_reviews with the same prompts and settings; only
+Both paths call reviewkit.model.generation.generate_reviews with the same prompts and settings; only
 --batch_size differs (batches are formed from prompts of similar length). The model is random
 (ruT5-small shape, 64.6M parameters), so it almost never emits </s> and every review runs to
 --max_new_tokens: both paths generate the same number of tokens. Prompts are real demo prompts,
 tokenised by the demo tokenizer (its ids are a subset of the model's vocabulary). The model runs
-where the scripts' --device puts it (reviewkit.device: bf16 on a GPU that supports it, else fp32),
+where the scripts' --device puts it (reviewkit.model.device: bf16 on a GPU that supports it, else fp32),
 after one small untimed batch that pays for the device's start-up.
 Target: >= 10x.
 """
@@ -25,12 +25,12 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from reviewkit.generation import SamplingSettings, generate_reviews  # noqa: E402
+from reviewkit.model.generation import SamplingSettings, generate_reviews  # noqa: E402
 from reference import random_rut5_small  # noqa: E402
-from reviewkit.demo import build_demo_model  # noqa: E402
-from reviewkit.device import CHOICES_HELP, DeviceError, device_choice, resolve_device  # noqa: E402
-from reviewkit.modeling import load_model_and_tokenizer  # noqa: E402
-from reviewkit.pipeline import PrepareConfig, prepare_dataset  # noqa: E402
+from reviewkit.data.pipeline import PrepareConfig, prepare_dataset  # noqa: E402
+from reviewkit.model.device import CHOICES_HELP, DeviceError, device_choice, resolve_device  # noqa: E402
+from reviewkit.model.modeling import load_model_and_tokenizer  # noqa: E402
+from reviewkit.training.demo import build_demo_model  # noqa: E402
 
 WORK_DIR = ROOT / "outputs" / "bench_generate"
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "scripts"))
 import synthetic_reviews  # noqa: E402
 from reference import extract_keywords  # noqa: E402
-from reviewkit.keywords import DEFAULT_NUM_KEYWORDS, Lemmatizer  # noqa: E402
+from reviewkit.data.keywords import DEFAULT_NUM_KEYWORDS, Lemmatizer  # noqa: E402
 
 
 def main() -> None:

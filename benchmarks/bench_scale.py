@@ -48,10 +48,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import synthetic_reviews  # noqa: E402
 from reference import random_rut5_small  # noqa: E402
-from reviewkit.config import parse_config  # noqa: E402
-from reviewkit.demo import train_unigram_tokenizer  # noqa: E402
-from reviewkit.pipeline import PrepareConfig, prepare_dataset  # noqa: E402
-from reviewkit.training import build_trainer, load_model, tokenize  # noqa: E402
+from reviewkit.data.pipeline import PrepareConfig, prepare_dataset  # noqa: E402
+from reviewkit.training.config import parse_config  # noqa: E402
+from reviewkit.training.demo import train_unigram_tokenizer  # noqa: E402
+from reviewkit.training.recipe import build_trainer, load_model, tokenize  # noqa: E402
 from train_t5 import DEFAULTS as TRAIN_T5_DEFAULTS  # noqa: E402
 
 RUT5_VOCAB = 20_100

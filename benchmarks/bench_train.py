@@ -10,7 +10,7 @@ Setups, each training one epoch of the same synthetic examples and validating on
     who wants per-epoch validation adds;
 (b) the same, every batch padded to the maximum lengths (64 prompt, 256 review tokens): a second,
     labelled reference;
-(c) the project: reviewkit.training.build_trainer with train_t5.py's settings, i.e. the scripts' code
+(c) the project: reviewkit.training.recipe.build_trainer with train_t5.py's settings, i.e. the scripts' code
     path: ReviewTrainer (on-device epoch statistics, per-rating validation in the same pass),
     ReviewCollator, the callbacks, MLflow logging to a temporary sqlite store, a checkpoint per epoch.
 Samples/s and tokens/s (non-padding prompt + review tokens) count the optimizer steps after the
@@ -40,9 +40,9 @@ from reference import random_rut5_small
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, T5Tokenizer, TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from reviewkit.config import parse_config  # noqa: E402
-from reviewkit.modeling import count_parameters  # noqa: E402
-from reviewkit.training import build_trainer  # noqa: E402
+from reviewkit.model.modeling import count_parameters  # noqa: E402
+from reviewkit.training.config import parse_config  # noqa: E402
+from reviewkit.training.recipe import build_trainer  # noqa: E402
 from train_t5 import DEFAULTS as TRAIN_T5_DEFAULTS  # noqa: E402
 
 MAX_SOURCE, MAX_TARGET = 64, 256

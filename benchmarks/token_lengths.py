@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from reviewkit.modeling import ModelSourceError, load_model_and_tokenizer  # noqa: E402
+from reviewkit.model.modeling import ModelSourceError, load_model_and_tokenizer  # noqa: E402
 
 PERCENTILES = (50, 90, 95, 99, 99.9)
 

@@ -15,10 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from reviewkit.cli import ArgumentParser, add_renamed_flag
-from reviewkit.cleaning import CleaningConfig, parse_ratings_filter
-from reviewkit.loading import DEFAULT_HUB_ID, DataSourceError
-from reviewkit.pipeline import PrepareConfig, PrepareError, format_report, prepare_dataset
+from reviewkit.common.cli import ArgumentParser, add_renamed_flag
+from reviewkit.data.cleaning import CleaningConfig, parse_ratings_filter
+from reviewkit.data.loading import DEFAULT_HUB_ID, DataSourceError
+from reviewkit.data.pipeline import PrepareConfig, PrepareError, format_report, prepare_dataset
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_INPUT = PROJECT_ROOT / "data" / "demo_reviews.tskv"

@@ -135,7 +135,7 @@ def tskv_line(text="Очень уютное кафе, вкусный кофе и
 
 def read_reviews(source: str):
     """Every review of a TSKV/CSV/parquet file or hub id, one record at a time (the pipeline reads batches)."""
-    from reviewkit.loading import read_batches
+    from reviewkit.data.loading import read_batches
 
     for batch in read_batches(source):
         yield from batch.records()
@@ -153,7 +153,7 @@ def postgres():
 
 @pytest.fixture(scope="session")
 def lemmatizer():
-    from reviewkit.keywords import Lemmatizer
+    from reviewkit.data.keywords import Lemmatizer
 
     return Lemmatizer()
 

@@ -1,7 +1,7 @@
 """Where MLflow runs are stored: resolving and checking the tracking URI before a run starts.
 
 A tracking URI may carry a password (`postgresql://user:password@host/db`): every message here
-shows it masked (`reviewkit.redact`), and a database is tried with a short connection timeout
+shows it masked (`reviewkit.common.redact`), and a database is tried with a short connection timeout
 before MLflow opens it (MLflow itself retries a dead database for about 100 s).
 """
 
@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from .redact import mask_uri, redact, remember_secrets
+from ..common.redact import mask_uri, redact, remember_secrets
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default: mlflow.db in the current directory
 RUN_ID_FILE = "mlflow_run.json"

@@ -19,7 +19,7 @@ MlflowException with INVALID_PARAMETER_VALUE: the scoring server answers 400 wit
 The model loads on the device that $REVIEWKIT_DEVICE names (auto, cpu, cuda, cuda:N; default auto);
 a bad or absent device fails the load with a one-line DeviceError.
 
-MLflow runs this file on its own, not as `reviewkit.mlflow_model`: hence the absolute imports and
+MLflow runs this file on its own, not as `reviewkit.model.mlflow_model`: hence the absolute imports and
 the `set_model` call at the bottom.
 """
 
@@ -44,12 +44,12 @@ from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
-from reviewkit.cli import float_above, int_in
-from reviewkit.device import DeviceError, GenerationDevice, device_choice, resolve_device
-from reviewkit.generation import (SEED_MAX, SamplingSettings, TrainedLengths, generate_reviews, load_for_generation,
-                                  prompt_of, with_empty_nulls)
+from reviewkit.common.cli import float_above, int_in
+from reviewkit.model.device import DeviceError, GenerationDevice, device_choice, resolve_device
+from reviewkit.model.generation import (SEED_MAX, SamplingSettings, TrainedLengths, generate_reviews,
+                                        load_for_generation, prompt_of, with_empty_nulls)
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 REQUIREMENTS = PACKAGE_DIR.parent.parent / "requirements.txt"
 DEVICE_VARIABLE = "REVIEWKIT_DEVICE"
 # One request's bounds: records, characters of a rubrics or keywords value (the prompt keeps ~64 tokens of them

@@ -27,9 +27,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from ..common.files import (OutputDirError, atomic_path, atomic_write_text, ensure_output_dir, file_digest,
+                            remove_stale_temporaries)
 from . import cleaning, loading
-from .files import (OutputDirError, atomic_path, atomic_write_text, ensure_output_dir, file_digest,
-                    remove_stale_temporaries)
 from .keywords import DEFAULT_NUM_KEYWORDS, LemmaCounts, Lemmatizer, top_keywords
 from .prompt import build_prompt
 from .splits import SPLITS, grouped_split, organization_keys, rating_distribution
