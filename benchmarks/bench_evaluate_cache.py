@@ -23,20 +23,18 @@ from pathlib import Path
 
 import psutil
 import pyarrow.parquet as pq
+import synthetic_reviews
+from bench_prepare import run_measured
+from project_path import PROJECT_ROOT
 
-HERE = Path(__file__).resolve().parent
-SCRIPTS = HERE.parent / "scripts"
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(SCRIPTS))
-import synthetic_reviews  # noqa: E402
-from bench_prepare import run_measured  # noqa: E402
-from reviewkit.evaluation.cache import CACHE_DIR  # noqa: E402
+from reviewkit.evaluation.cache import CACHE_DIR
 
+SCRIPTS = PROJECT_ROOT / "scripts"
+# One measured process: a fresh interpreter with scripts/ on its PYTHONPATH (main), as a script imports reviewkit.
 MEASURED = """
 import sys
 from pathlib import Path
 import pyarrow.parquet as pq
-sys.path.insert(0, sys.argv[2])
 from reviewkit.evaluation.cache import evaluation_reference
 data_dir = Path(sys.argv[1])
 test = pq.read_table(data_dir / "test.parquet", columns=["text", "rating"]).to_pydict()
@@ -74,9 +72,11 @@ def main() -> None:
             os.symlink((data_dir / split).resolve(), linked / split)
         counts = {split: pq.read_metadata(linked / split).num_rows for split in ("train.parquet", "test.parquet")}
         print(f"data: {counts['train.parquet']} training and {counts['test.parquet']} test reviews from {data_dir}")
-        command = [sys.executable, "-c", MEASURED, str(linked), str(SCRIPTS)]
+        command = [sys.executable, "-c", MEASURED, str(linked)]
+        python_path = os.pathsep.join(filter(None, [str(SCRIPTS), os.environ.get("PYTHONPATH")]))
+        environment = {**os.environ, "PYTHONPATH": python_path}
         for label in ("first run (fit, score the test split, index, store)", "rerun (load the store)"):
-            seconds, rss, _, code = run_measured(command)
+            seconds, rss, _, code = run_measured(command, environment)
             if code:
                 sys.exit(f"{label} failed with exit code {code}")
             print(f"{label}: {seconds:.1f} s, peak memory {rss:,.0f} MiB RSS")

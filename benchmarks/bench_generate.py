@@ -17,22 +17,19 @@ Target: >= 10x.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import pyarrow.parquet as pq
+from project_path import PROJECT_ROOT
+from reference import random_rut5_small
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from reviewkit.model.generation import SamplingSettings, generate_reviews  # noqa: E402
-from reference import random_rut5_small  # noqa: E402
-from reviewkit.data.pipeline import PrepareConfig, prepare_dataset  # noqa: E402
-from reviewkit.model.device import CHOICES_HELP, DeviceError, device_choice, resolve_device  # noqa: E402
-from reviewkit.model.modeling import load_model_and_tokenizer  # noqa: E402
-from reviewkit.training.demo import build_demo_model  # noqa: E402
+from reviewkit.data.pipeline import PrepareConfig, prepare_dataset
+from reviewkit.model.device import CHOICES_HELP, DeviceError, device_choice, resolve_device
+from reviewkit.model.generation import SamplingSettings, generate_reviews
+from reviewkit.model.modeling import load_model_and_tokenizer
+from reviewkit.training.demo import build_demo_model
 
-WORK_DIR = ROOT / "outputs" / "bench_generate"
+WORK_DIR = PROJECT_ROOT / "outputs" / "bench_generate"
 
 
 def reviews_per_second(model, tokenizer, prompts, settings, batch_size) -> float:
@@ -56,7 +53,7 @@ def main() -> None:
         parser.error(str(exc))
 
     data_dir = WORK_DIR / "data"
-    prepare_dataset(str(ROOT / "data" / "demo_reviews.tskv"), data_dir, PrepareConfig(), progress=False)
+    prepare_dataset(str(PROJECT_ROOT / "data" / "demo_reviews.tskv"), data_dir, PrepareConfig(), progress=False)
     table = pq.read_table(data_dir / "train.parquet", columns=["prompt", "text"])
     prompts = table.column("prompt").to_pylist()[: args.prompts]
     tokenizer_dir = build_demo_model(table.column("text").to_pylist() + table.column("prompt").to_pylist(),

@@ -28,22 +28,20 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+import project_path  # noqa: F401  (scripts/ on sys.path)
 import torch
 from datasets import Dataset, DatasetDict
 from reference import random_rut5_small
+from train_t5 import DEFAULTS as TRAIN_T5_DEFAULTS
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, T5Tokenizer, TrainerCallback
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from reviewkit.model.modeling import count_parameters  # noqa: E402
-from reviewkit.training.config import parse_config  # noqa: E402
-from reviewkit.training.recipe import build_trainer  # noqa: E402
-from train_t5 import DEFAULTS as TRAIN_T5_DEFAULTS  # noqa: E402
+from reviewkit.model.modeling import count_parameters
+from reviewkit.training.config import parse_config
+from reviewkit.training.recipe import build_trainer
 
 MAX_SOURCE, MAX_TARGET = 64, 256
 CHARS_PER_TOKEN = 4.0

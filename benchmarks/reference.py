@@ -7,13 +7,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from reviewkit.data.keywords import DEFAULT_NUM_KEYWORDS, LemmaCounts, Lemmatizer, top_keywords  # noqa: E402
-from reviewkit.model.modeling import untied_t5, untied_t5_config  # noqa: E402
+import project_path  # noqa: F401  (scripts/ on sys.path)
+
+from reviewkit.data.keywords import DEFAULT_NUM_KEYWORDS, LemmaCounts, Lemmatizer, top_keywords
+from reviewkit.model.modeling import untied_t5, untied_t5_config
 
 RUT5_SMALL_ID = "cointegrated/rut5-small"
 

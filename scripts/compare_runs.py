@@ -22,12 +22,12 @@ from matplotlib.figure import Figure
 
 from reviewkit.common.cli import ArgumentParser
 from reviewkit.common.files import atomic_write_text
+from reviewkit.common.paths import PROJECT_ROOT
 from reviewkit.common.redact import mask_uri
 from reviewkit.evaluation.plotting import (RATING_GROUPS, bar_offset, describe_source, history, latest_evaluation,
                                            pick_run, rating_ticks, save)
 from reviewkit.tracking.store import RUN_ID_FILE, TrackingError, check_tracking_uri, resolve_tracking_uri
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def label(run) -> str:

@@ -21,9 +21,9 @@ import urllib.request
 from pathlib import Path
 
 from reviewkit.common.cli import ArgumentParser
+from reviewkit.common.paths import PROJECT_ROOT
 from reviewkit.common.redact import mask_uri
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars")

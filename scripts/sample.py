@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from reviewkit.common.cli import ArgumentParser, check_output, int_in
 from reviewkit.common.files import atomic_write_text, remove_stale_temporaries
+from reviewkit.common.paths import PROJECT_ROOT
 from reviewkit.marking.key import format_key, key_path_for
 from reviewkit.marking.sample_file import Entry, compute_sample_id, entry_fingerprint, format_sample
 from reviewkit.model.device import DeviceError, GenerationDevice, resolve_device
@@ -37,7 +38,6 @@ from reviewkit.model.generation import (SamplingSettings, add_device_flag, add_s
                                         with_empty_nulls)
 from reviewkit.model.modeling import ModelSourceError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class SampleError(Exception):

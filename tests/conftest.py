@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from reviewkit.common.paths import PROJECT_ROOT as ROOT
+
 SCRIPTS = ROOT / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-sys.path.insert(0, str(ROOT / "benchmarks"))  # reference.py: ruT5-small's shape, one-call keyword extraction
 
 DEMO_INPUT = ROOT / "data" / "demo_reviews.tskv"
 PLUGINS = ROOT / "tests" / "plugins"

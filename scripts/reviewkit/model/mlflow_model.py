@@ -45,12 +45,12 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_ALREA
 from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from reviewkit.common.cli import float_above, int_in
+from reviewkit.common.paths import PACKAGE_DIR, PROJECT_ROOT
 from reviewkit.model.device import DeviceError, GenerationDevice, device_choice, resolve_device
 from reviewkit.model.generation import (SEED_MAX, SamplingSettings, TrainedLengths, generate_reviews,
                                         load_for_generation, prompt_of, with_empty_nulls)
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-REQUIREMENTS = PACKAGE_DIR.parent.parent / "requirements.txt"
+REQUIREMENTS = PROJECT_ROOT / "requirements.txt"
 DEVICE_VARIABLE = "REVIEWKIT_DEVICE"
 # One request's bounds: records, characters of a rubrics or keywords value (the prompt keeps ~64 tokens of them
 # anyway), and seconds of generation (below the scoring server's 60 s timeout, so none outlives its request).

@@ -20,9 +20,10 @@ from typing import Iterable
 
 from transformers import T5Config, T5Tokenizer
 
+from ..common.paths import PROJECT_ROOT
 from ..model.modeling import EOS_ID, PAD_ID, UNK_ID, ModelSourceError, count_parameters, untied_t5, untied_t5_config
 
-DEMO_REVIEWS = Path(__file__).resolve().parents[3] / "data" / "demo_reviews.tskv"
+DEMO_REVIEWS = PROJECT_ROOT / "data" / "demo_reviews.tskv"
 DATA_DIR_NAME = "demo_data"
 MODEL_DIR_NAME = "demo_model"
 
