@@ -23,8 +23,9 @@ import pyarrow.parquet as pq
 from project_path import PROJECT_ROOT
 from reference import random_rut5_small
 
+from reviewkit.common.errors import DeviceError
 from reviewkit.data.pipeline import PrepareConfig, prepare_dataset
-from reviewkit.model.device import CHOICES_HELP, DeviceError, device_choice, resolve_device
+from reviewkit.model.device import CHOICES_HELP, device_choice, resolve_device
 from reviewkit.model.generation import SamplingSettings, generate_reviews
 from reviewkit.model.modeling import load_model_and_tokenizer
 from reviewkit.training.demo import build_demo_model

@@ -14,7 +14,8 @@ import numpy as np
 import project_path  # noqa: F401  (scripts/ on sys.path)
 import pyarrow.parquet as pq
 
-from reviewkit.model.modeling import ModelSourceError, load_model_and_tokenizer
+from reviewkit.common.errors import ModelSourceError
+from reviewkit.model.modeling import load_model_and_tokenizer
 
 PERCENTILES = (50, 90, 95, 99, 99.9)
 

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from reviewkit.common.cli import ArgumentParser, int_in
+from reviewkit.common.errors import DeviceError, ModelSourceError, TrackingError
 from reviewkit.common.redact import mask_uri
 from reviewkit.data.keywords import Lemmatizer
 from reviewkit.evaluation.cache import evaluation_reference
@@ -34,12 +35,11 @@ from reviewkit.evaluation.mlflow_run import CHART, REVIEWS_TABLE, describe_train
 from reviewkit.evaluation.quality import distinct_n, keyword_coverage, rating_consistency
 from reviewkit.evaluation.realism import FOLDS, realism_by_rating
 from reviewkit.model.card import CARD_NAME, add_evaluation_to_card
-from reviewkit.model.device import DeviceError, GenerationDevice, resolve_device
+from reviewkit.model.device import GenerationDevice, resolve_device
 from reviewkit.model.generation import (add_device_flag, add_model_flags, add_sampling_flags, generate_reviews,
                                         load_for_generation, prompt_of, settings_from, trained_lengths,
                                         with_empty_nulls)
-from reviewkit.model.modeling import ModelSourceError
-from reviewkit.tracking.store import TrackingError, check_tracking_uri, resolve_tracking_uri
+from reviewkit.tracking.store import check_tracking_uri, resolve_tracking_uri
 
 SHARE_COLUMNS = ("consistency", "within_1", "keyword_coverage", "distinct_1", "distinct_2", "copied", "length",
                  "real_length")

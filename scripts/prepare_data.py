@@ -15,10 +15,11 @@ import argparse
 import sys
 
 from reviewkit.common.cli import ArgumentParser, add_renamed_flag
+from reviewkit.common.errors import DataSourceError, PrepareError
 from reviewkit.common.paths import PROJECT_ROOT
 from reviewkit.data.cleaning import CleaningConfig, parse_ratings_filter
-from reviewkit.data.loading import DEFAULT_HUB_ID, DataSourceError
-from reviewkit.data.pipeline import PrepareConfig, PrepareError, format_report, prepare_dataset
+from reviewkit.data.loading import DEFAULT_HUB_ID
+from reviewkit.data.pipeline import PrepareConfig, format_report, prepare_dataset
 
 DEMO_INPUT = PROJECT_ROOT / "data" / "demo_reviews.tskv"
 DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "data" / "prepared" / "demo"

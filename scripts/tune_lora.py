@@ -48,14 +48,14 @@ from pathlib import Path
 from tqdm import tqdm
 from transformers import TrainerCallback
 
+from reviewkit.common.errors import NonFiniteLossError, TrainingError
 from reviewkit.common.files import atomic_write_text, file_digest
 from reviewkit.common.redact import mask_uri, redact, remember_secrets
 from reviewkit.tracking.conventions import source_tags
 from reviewkit.tracking.store import stored_run
 from reviewkit.training.config import parse_config
-from reviewkit.training.recipe import TrainingError, load_data, run
+from reviewkit.training.recipe import load_data, run
 from reviewkit.training.search import TrialSeededTPE, check_study_name, enqueue_grid, settings_differences
-from reviewkit.training.trainer import NonFiniteLossError
 
 EXPERIMENT = "tune_lora"
 # What every trial shares: train_lora.py's experiment, minus what the search draws.
@@ -445,8 +445,9 @@ def search_main(argv: list[str] | None) -> int:
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 
-    from reviewkit.common.files import OutputDirError, ensure_output_dir
-    from reviewkit.tracking.store import DatabaseError, TrackingError, check_tracking_uri, resolve_tracking_uri
+    from reviewkit.common.errors import DatabaseError, OutputDirError, TrackingError
+    from reviewkit.common.files import ensure_output_dir
+    from reviewkit.tracking.store import check_tracking_uri, resolve_tracking_uri
 
     # Heartbeats and trial retries are experimental in Optuna; they are used knowingly.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

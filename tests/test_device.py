@@ -15,9 +15,10 @@ import pytest
 import torch
 from conftest import DEMO_INPUT, read_reviews, script_here, seed_mlflow_store
 
+from reviewkit.common.errors import DeviceError
 from reviewkit.data.prompt import build_prompt
 from reviewkit.marking.sample_file import Entry, parse_sample
-from reviewkit.model.device import DeviceError, GenerationDevice, resolve_device
+from reviewkit.model.device import GenerationDevice, resolve_device
 from reviewkit.model.generation import SamplingSettings, generate_reviews, load_for_generation
 from reviewkit.model.mlflow_model import DEVICE_VARIABLE, ReviewModel, save_review_model, served_device
 

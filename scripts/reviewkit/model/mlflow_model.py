@@ -45,8 +45,9 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_ALREA
 from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from reviewkit.common.cli import float_above, int_in
+from reviewkit.common.errors import DeviceError
 from reviewkit.common.paths import PACKAGE_DIR, PROJECT_ROOT
-from reviewkit.model.device import DeviceError, GenerationDevice, device_choice, resolve_device
+from reviewkit.model.device import GenerationDevice, device_choice, resolve_device
 from reviewkit.model.generation import (SEED_MAX, SamplingSettings, TrainedLengths, generate_reviews,
                                         load_for_generation, prompt_of, with_empty_nulls)
 

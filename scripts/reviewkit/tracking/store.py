@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from ..common.errors import DatabaseError, TrackingError
 from ..common.redact import mask_uri, redact, remember_secrets
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default: mlflow.db in the current directory
@@ -25,10 +26,6 @@ RUN_ID_FILE = "mlflow_run.json"
 # SQLAlchemy's database schemes that talk to a server (sqlite opens a file); `postgresql+psycopg://` too.
 SERVER_DATABASE_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "mssql")
 STORE_OPEN_ATTEMPTS = 3
-
-
-class TrackingError(Exception):
-    """The tracking server cannot be used; the message is one line for the user."""
 
 
 def resolve_tracking_uri(flag: str | None) -> str:
@@ -94,10 +91,6 @@ def health_request(uri: str) -> urllib.request.Request:
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
         parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
     return urllib.request.Request(urllib.parse.urlunsplit(parts) + "/health", headers=headers)
-
-
-class DatabaseError(Exception):
-    """A database URL that cannot be connected to; the message names host and database, never the password."""
 
 
 def is_server_database(url: str) -> bool:

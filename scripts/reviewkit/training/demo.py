@@ -20,8 +20,9 @@ from typing import Iterable
 
 from transformers import T5Config, T5Tokenizer
 
+from ..common.errors import ModelSourceError
 from ..common.paths import PROJECT_ROOT
-from ..model.modeling import EOS_ID, PAD_ID, UNK_ID, ModelSourceError, count_parameters, untied_t5, untied_t5_config
+from ..model.modeling import EOS_ID, PAD_ID, UNK_ID, count_parameters, untied_t5, untied_t5_config
 
 DEMO_REVIEWS = PROJECT_ROOT / "data" / "demo_reviews.tskv"
 DATA_DIR_NAME = "demo_data"

@@ -14,19 +14,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..common.files import OutputDirError, atomic_write_text, ensure_output_dir
+from ..common.errors import NonFiniteLossError, OutputDirError, TrackingError, TrainingError
+from ..common.files import atomic_write_text, ensure_output_dir
 from ..common.redact import mask_uri, redact
 from ..model.modeling import count_parameters
 from ..tracking.logger import MlflowLogger
-from ..tracking.store import TrackingError, check_tracking_uri, resolve_tracking_uri
+from ..tracking.store import check_tracking_uri, resolve_tracking_uri
 from .checkpoints import last_complete_checkpoint
 from .config import ExperimentConfig, parse_config
 from .console import make_quiet
-from .trainer import EpochStats, EpochStatsCallback, NonFiniteLossError, ReviewCollator, ReviewTrainer, balanced
-
-
-class TrainingError(Exception):
-    """The run cannot start or continue; the message is one line for the user."""
+from .trainer import EpochStats, EpochStatsCallback, ReviewCollator, ReviewTrainer, balanced
 
 
 def main(experiment: str, description: str, defaults: dict, demo_defaults: dict, argv: list[str] | None = None) -> int:
@@ -123,7 +120,7 @@ def load_data(config: ExperimentConfig, output_dir: Path) -> tuple[Path, dict]:
 
 
 def demo_base_model(output_dir: Path, data_dir: Path) -> str:
-    from ..model.modeling import ModelSourceError
+    from ..common.errors import ModelSourceError
     from .demo import build_demo_base_model
 
     try:
@@ -134,7 +131,8 @@ def demo_base_model(output_dir: Path, data_dir: Path) -> str:
 
 def load_model(model_source: str):
     """The base model and its tokenizer: a hub id or a local directory."""
-    from ..model.modeling import ModelSourceError, load_model_and_tokenizer
+    from ..common.errors import ModelSourceError
+    from ..model.modeling import load_model_and_tokenizer
 
     try:
         return load_model_and_tokenizer(model_source)
