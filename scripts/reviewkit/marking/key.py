@@ -22,8 +22,6 @@ from pathlib import Path
 from ..common.errors import KeyFileError
 from .sample_file import Entry, Incomplete, SampleFile, compute_sample_id, entry_fingerprint
 
-# The reader of sample files lived here before sample_file.py; tests/test_readme.py still imports it from here.
-
 _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 
 
