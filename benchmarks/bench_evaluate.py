@@ -22,21 +22,20 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from project_path import PROJECT_ROOT
+from reference import random_rut5_small
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from reference import random_rut5_small  # noqa: E402
-from reviewkit.demo import build_demo_model  # noqa: E402
-from reviewkit.device import CHOICES_HELP, device_choice  # noqa: E402
-from reviewkit.pipeline import PrepareConfig, prepare_dataset  # noqa: E402
+from reviewkit.data.pipeline import PrepareConfig, prepare_dataset
+from reviewkit.model.device import CHOICES_HELP, device_choice
+from reviewkit.training.demo import build_demo_model
 
-WORK_DIR = ROOT / "outputs" / "bench_evaluate"
+WORK_DIR = PROJECT_ROOT / "outputs" / "bench_evaluate"
 TEST_FRACTION = 0.2  # enough test rows for 500 prompts; the default 0.05 leaves ~200
 
 
 def prepared_data() -> Path:
     data_dir = WORK_DIR / "data"
-    prepare_dataset(str(ROOT / "data" / "demo_reviews.tskv"), data_dir, PrepareConfig(test_fraction=TEST_FRACTION),
+    prepare_dataset(str(PROJECT_ROOT / "data" / "demo_reviews.tskv"), data_dir, PrepareConfig(test_fraction=TEST_FRACTION),
                     progress=False)
     return data_dir
 
@@ -74,7 +73,7 @@ def main() -> None:
     data_dir = prepared_data()
     test_rows = pq.read_metadata(data_dir / "test.parquet").num_rows
     model_dir = saved_model(data_dir)
-    command = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--model", str(model_dir),
+    command = [sys.executable, str(PROJECT_ROOT / "scripts" / "evaluate.py"), "--model", str(model_dir),
                "--data_dir", str(data_dir), "--num_prompts", str(args.num_prompts), "--device", args.device,
                "--tracking_uri", tracking_store()]
     for flag in ("max_new_tokens", "batch_size"):

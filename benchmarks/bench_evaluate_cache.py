@@ -4,7 +4,7 @@
     python benchmarks/bench_evaluate_cache.py --rows 500000                   # synthetic rows, prepared first
 
 Each measured run is a fresh process that reads the splits as evaluate.py does and calls
-reviewkit.evaluation_cache.evaluation_reference. The first finds no store: it fits the
+reviewkit.evaluation.cache.evaluation_reference. The first finds no store: it fits the
 classifier, scores it on the test split, indexes the training reviews and stores both; the
 second loads them. Both times include starting Python and importing scikit-learn (~2 s). The
 splits are linked into a temporary directory, so the store of --data_dir is neither used nor
@@ -23,21 +23,19 @@ from pathlib import Path
 
 import psutil
 import pyarrow.parquet as pq
+import synthetic_reviews
+from bench_prepare import run_measured
+from project_path import PROJECT_ROOT
 
-HERE = Path(__file__).resolve().parent
-SCRIPTS = HERE.parent / "scripts"
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(SCRIPTS))
-import synthetic_reviews  # noqa: E402
-from bench_prepare import run_measured  # noqa: E402
-from reviewkit.evaluation_cache import CACHE_DIR  # noqa: E402
+from reviewkit.evaluation.cache import CACHE_DIR
 
+SCRIPTS = PROJECT_ROOT / "scripts"
+# One measured process: a fresh interpreter with scripts/ on its PYTHONPATH (main), as a script imports reviewkit.
 MEASURED = """
 import sys
 from pathlib import Path
 import pyarrow.parquet as pq
-sys.path.insert(0, sys.argv[2])
-from reviewkit.evaluation_cache import evaluation_reference
+from reviewkit.evaluation.cache import evaluation_reference
 data_dir = Path(sys.argv[1])
 test = pq.read_table(data_dir / "test.parquet", columns=["text", "rating"]).to_pydict()
 evaluation_reference(data_dir, pq.read_table(data_dir / "train.parquet", columns=["text", "rating"]), test["text"],
@@ -74,9 +72,11 @@ def main() -> None:
             os.symlink((data_dir / split).resolve(), linked / split)
         counts = {split: pq.read_metadata(linked / split).num_rows for split in ("train.parquet", "test.parquet")}
         print(f"data: {counts['train.parquet']} training and {counts['test.parquet']} test reviews from {data_dir}")
-        command = [sys.executable, "-c", MEASURED, str(linked), str(SCRIPTS)]
+        command = [sys.executable, "-c", MEASURED, str(linked)]
+        python_path = os.pathsep.join(filter(None, [str(SCRIPTS), os.environ.get("PYTHONPATH")]))
+        environment = {**os.environ, "PYTHONPATH": python_path}
         for label in ("first run (fit, score the test split, index, store)", "rerun (load the store)"):
-            seconds, rss, _, code = run_measured(command)
+            seconds, rss, _, code = run_measured(command, environment)
             if code:
                 sys.exit(f"{label} failed with exit code {code}")
             print(f"{label}: {seconds:.1f} s, peak memory {rss:,.0f} MiB RSS")

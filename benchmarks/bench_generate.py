@@ -4,12 +4,12 @@
     python benchmarks/bench_generate.py --batch_sizes 16,32,64,128
     python benchmarks/bench_generate.py --device cuda --prompts 1024 --batch_sizes 64,256 --max_new_tokens 128
 
-Both paths call reviewkit.generation.generate_reviews with the same prompts and settings; only
+Both paths call reviewkit.model.generation.generate_reviews with the same prompts and settings; only
 --batch_size differs (batches are formed from prompts of similar length). The model is random
 (ruT5-small shape, 64.6M parameters), so it almost never emits </s> and every review runs to
 --max_new_tokens: both paths generate the same number of tokens. Prompts are real demo prompts,
 tokenised by the demo tokenizer (its ids are a subset of the model's vocabulary). The model runs
-where the scripts' --device puts it (reviewkit.device: bf16 on a GPU that supports it, else fp32),
+where the scripts' --device puts it (reviewkit.model.device: bf16 on a GPU that supports it, else fp32),
 after one small untimed batch that pays for the device's start-up.
 Target: >= 10x.
 """
@@ -17,22 +17,20 @@ Target: >= 10x.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import pyarrow.parquet as pq
+from project_path import PROJECT_ROOT
+from reference import random_rut5_small
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from reviewkit.generation import SamplingSettings, generate_reviews  # noqa: E402
-from reference import random_rut5_small  # noqa: E402
-from reviewkit.demo import build_demo_model  # noqa: E402
-from reviewkit.device import CHOICES_HELP, DeviceError, device_choice, resolve_device  # noqa: E402
-from reviewkit.modeling import load_model_and_tokenizer  # noqa: E402
-from reviewkit.pipeline import PrepareConfig, prepare_dataset  # noqa: E402
+from reviewkit.common.errors import DeviceError
+from reviewkit.data.pipeline import PrepareConfig, prepare_dataset
+from reviewkit.model.device import CHOICES_HELP, device_choice, resolve_device
+from reviewkit.model.generation import SamplingSettings, generate_reviews
+from reviewkit.model.modeling import load_model_and_tokenizer
+from reviewkit.training.demo import build_demo_model
 
-WORK_DIR = ROOT / "outputs" / "bench_generate"
+WORK_DIR = PROJECT_ROOT / "outputs" / "bench_generate"
 
 
 def reviews_per_second(model, tokenizer, prompts, settings, batch_size) -> float:
@@ -56,7 +54,7 @@ def main() -> None:
         parser.error(str(exc))
 
     data_dir = WORK_DIR / "data"
-    prepare_dataset(str(ROOT / "data" / "demo_reviews.tskv"), data_dir, PrepareConfig(), progress=False)
+    prepare_dataset(str(PROJECT_ROOT / "data" / "demo_reviews.tskv"), data_dir, PrepareConfig(), progress=False)
     table = pq.read_table(data_dir / "train.parquet", columns=["prompt", "text"])
     prompts = table.column("prompt").to_pylist()[: args.prompts]
     tokenizer_dir = build_demo_model(table.column("text").to_pylist() + table.column("prompt").to_pylist(),

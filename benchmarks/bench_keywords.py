@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "scripts"))
-import synthetic_reviews  # noqa: E402
-from reference import extract_keywords  # noqa: E402
-from reviewkit.keywords import DEFAULT_NUM_KEYWORDS, Lemmatizer  # noqa: E402
+import project_path  # noqa: F401  (scripts/ on sys.path)
+import synthetic_reviews
+from reference import extract_keywords
+
+from reviewkit.data.keywords import DEFAULT_NUM_KEYWORDS, Lemmatizer
 
 
 def main() -> None:

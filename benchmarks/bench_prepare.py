@@ -20,18 +20,19 @@ import time
 from pathlib import Path
 
 import psutil
+import synthetic_reviews
+from project_path import PROJECT_ROOT
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import synthetic_reviews  # noqa: E402
-
-PREPARE = HERE.parent / "scripts" / "prepare_data.py"
+PREPARE = PROJECT_ROOT / "scripts" / "prepare_data.py"
 
 
-def run_measured(command: list[str]) -> tuple[float, float, float, int]:
-    """Run a command; return (seconds, peak summed RSS MiB, peak summed PSS MiB, exit code)."""
+def run_measured(command: list[str], env: dict | None = None) -> tuple[float, float, float, int]:
+    """Run a command; return (seconds, peak summed RSS MiB, peak summed PSS MiB, exit code).
+
+    `env`: the command's environment; by default this process's.
+    """
     started = time.perf_counter()
-    process = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     peak_rss = peak_pss = 0.0
     done = threading.Event()
 

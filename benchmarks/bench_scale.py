@@ -24,11 +24,11 @@ the end of tokenising.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-WORK_DIR = ROOT / "outputs" / "bench_scale"
+from project_path import PROJECT_ROOT
+
+WORK_DIR = PROJECT_ROOT / "outputs" / "bench_scale"
 # Tokenising is measured, so it must not come from an earlier run's cache: this benchmark has its own.
 os.environ["HF_DATASETS_CACHE"] = str(WORK_DIR / "datasets_cache")
 
@@ -41,18 +41,16 @@ import tracemalloc  # noqa: E402
 
 import psutil  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+import synthetic_reviews  # noqa: E402
 import torch  # noqa: E402
+from reference import random_rut5_small  # noqa: E402
+from train_t5 import DEFAULTS as TRAIN_T5_DEFAULTS  # noqa: E402
 from transformers import Seq2SeqTrainer, TrainerCallback  # noqa: E402
 
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import synthetic_reviews  # noqa: E402
-from reference import random_rut5_small  # noqa: E402
-from reviewkit.config import parse_config  # noqa: E402
-from reviewkit.demo import train_unigram_tokenizer  # noqa: E402
-from reviewkit.pipeline import PrepareConfig, prepare_dataset  # noqa: E402
-from reviewkit.training import build_trainer, load_model, tokenize  # noqa: E402
-from train_t5 import DEFAULTS as TRAIN_T5_DEFAULTS  # noqa: E402
+from reviewkit.data.pipeline import PrepareConfig, prepare_dataset  # noqa: E402
+from reviewkit.training.config import parse_config  # noqa: E402
+from reviewkit.training.demo import train_unigram_tokenizer  # noqa: E402
+from reviewkit.training.recipe import build_trainer, load_model, tokenize  # noqa: E402
 
 RUT5_VOCAB = 20_100
 TOKENIZER_TEXTS = 50_000

@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 import optuna
+from project_path import PROJECT_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-TUNE_LORA = ROOT / "scripts" / "tune_lora.py"
-WORK_DIR = ROOT / "outputs" / "bench_search"  # kept after the run: the workers' consoles and the studies
+TUNE_LORA = PROJECT_ROOT / "scripts" / "tune_lora.py"
+WORK_DIR = PROJECT_ROOT / "outputs" / "bench_search"  # kept after the run: the workers' consoles and the studies
 
 
 def run_search(workers: int, args, work: Path) -> tuple[float, int, int]:

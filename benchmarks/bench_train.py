@@ -10,7 +10,7 @@ Setups, each training one epoch of the same synthetic examples and validating on
     who wants per-epoch validation adds;
 (b) the same, every batch padded to the maximum lengths (64 prompt, 256 review tokens): a second,
     labelled reference;
-(c) the project: reviewkit.training.build_trainer with train_t5.py's settings, i.e. the scripts' code
+(c) the project: reviewkit.training.recipe.build_trainer with train_t5.py's settings, i.e. the scripts' code
     path: ReviewTrainer (on-device epoch statistics, per-rating validation in the same pass),
     ReviewCollator, the callbacks, MLflow logging to a temporary sqlite store, a checkpoint per epoch.
 Samples/s and tokens/s (non-padding prompt + review tokens) count the optimizer steps after the
@@ -28,22 +28,20 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+import project_path  # noqa: F401  (scripts/ on sys.path)
 import torch
 from datasets import Dataset, DatasetDict
 from reference import random_rut5_small
+from train_t5 import DEFAULTS as TRAIN_T5_DEFAULTS
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, T5Tokenizer, TrainerCallback
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from reviewkit.config import parse_config  # noqa: E402
-from reviewkit.modeling import count_parameters  # noqa: E402
-from reviewkit.training import build_trainer  # noqa: E402
-from train_t5 import DEFAULTS as TRAIN_T5_DEFAULTS  # noqa: E402
+from reviewkit.model.modeling import count_parameters
+from reviewkit.training.config import parse_config
+from reviewkit.training.recipe import build_trainer
 
 MAX_SOURCE, MAX_TARGET = 64, 256
 CHARS_PER_TOKEN = 4.0

@@ -7,13 +7,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from reviewkit.keywords import DEFAULT_NUM_KEYWORDS, LemmaCounts, Lemmatizer, top_keywords  # noqa: E402
-from reviewkit.modeling import untied_t5, untied_t5_config  # noqa: E402
+import project_path  # noqa: F401  (scripts/ on sys.path)
+
+from reviewkit.data.keywords import DEFAULT_NUM_KEYWORDS, LemmaCounts, Lemmatizer, top_keywords
+from reviewkit.model.modeling import untied_t5, untied_t5_config
 
 RUT5_SMALL_ID = "cointegrated/rut5-small"
 
@@ -22,7 +21,7 @@ def rut5_small_config():
     """The published architecture of cointegrated/rut5-small.
 
     Build the model with `random_rut5_small()`, not `T5ForConditionalGeneration(config)`: with this
-    config the latter gives the encoder and decoder their own embeddings (see reviewkit.modeling).
+    config the latter gives the encoder and decoder their own embeddings (see reviewkit.model.modeling).
     """
     return untied_t5_config(vocab_size=20100, d_model=512, d_ff=1024, d_kv=64, num_heads=6, num_layers=8,
                             num_decoder_layers=8, relative_attention_num_buckets=32)

@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import project_path  # noqa: F401  (scripts/ on sys.path)
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from reviewkit.modeling import ModelSourceError, load_model_and_tokenizer  # noqa: E402
+from reviewkit.common.errors import ModelSourceError
+from reviewkit.model.modeling import load_model_and_tokenizer
 
 PERCENTILES = (50, 90, 95, 99, 99.9)
 

@@ -20,14 +20,15 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from reviewkit.cli import ArgumentParser
-from reviewkit.files import atomic_write_text
-from reviewkit.plotting import (RATING_GROUPS, bar_offset, describe_source, history, latest_evaluation, pick_run,
-                                rating_ticks, save)
-from reviewkit.redact import mask_uri
-from reviewkit.tracking_store import RUN_ID_FILE, TrackingError, check_tracking_uri, resolve_tracking_uri
+from reviewkit.common.cli import ArgumentParser
+from reviewkit.common.errors import TrackingError
+from reviewkit.common.files import atomic_write_text
+from reviewkit.common.paths import PROJECT_ROOT
+from reviewkit.common.redact import mask_uri
+from reviewkit.evaluation.plotting import (RATING_GROUPS, bar_offset, describe_source, history, latest_evaluation,
+                                           pick_run, rating_ticks, save)
+from reviewkit.tracking.store import RUN_ID_FILE, check_tracking_uri, resolve_tracking_uri
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def label(run) -> str:

@@ -8,7 +8,7 @@ rating consistency (a TF-IDF + logistic regression classifier trained on the tra
 predicts the rating of each generated review; its own accuracy on real test reviews is printed
 beside it and bounds what consistency can show), keyword coverage, distinct-1/2, the share of
 reviews copying a training review, mean length against real reviews of that rating, and realism
-(reviewkit.realism: the cross-validated ROC AUC of a classifier telling the generated reviews from
+(reviewkit.evaluation.realism: the cross-validated ROC AUC of a classifier telling the generated reviews from
 the real reviews of the same prompts, with a real-against-real control; a rating with too few
 prompts is reported as not measured).
 The table goes to a nested MLflow run under the model's training run (found through
@@ -26,20 +26,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from reviewkit.cli import ArgumentParser, int_in
-from reviewkit.device import DeviceError, GenerationDevice, resolve_device
-from reviewkit.evaluation_cache import evaluation_reference
-from reviewkit.evaluation_run import CHART, REVIEWS_TABLE, describe_training_run, log_evaluation, review_rows
-from reviewkit.generation import (add_device_flag, add_model_flags, add_sampling_flags, generate_reviews,
-                                  load_for_generation, prompt_of, settings_from, trained_lengths,
-                                  with_empty_nulls)
-from reviewkit.keywords import Lemmatizer
-from reviewkit.model_card import CARD_NAME, add_evaluation_to_card
-from reviewkit.modeling import ModelSourceError
-from reviewkit.quality import distinct_n, keyword_coverage, rating_consistency
-from reviewkit.realism import FOLDS, realism_by_rating
-from reviewkit.redact import mask_uri
-from reviewkit.tracking_store import TrackingError, check_tracking_uri, resolve_tracking_uri
+from reviewkit.common.cli import ArgumentParser, int_in
+from reviewkit.common.errors import DeviceError, ModelSourceError, TrackingError
+from reviewkit.common.redact import mask_uri
+from reviewkit.data.keywords import Lemmatizer
+from reviewkit.evaluation.cache import evaluation_reference
+from reviewkit.evaluation.mlflow_run import CHART, REVIEWS_TABLE, describe_training_run, log_evaluation, review_rows
+from reviewkit.evaluation.quality import distinct_n, keyword_coverage, rating_consistency
+from reviewkit.evaluation.realism import FOLDS, realism_by_rating
+from reviewkit.model.card import CARD_NAME, add_evaluation_to_card
+from reviewkit.model.device import GenerationDevice, resolve_device
+from reviewkit.model.generation import (add_device_flag, add_model_flags, add_sampling_flags, generate_reviews,
+                                        load_for_generation, prompt_of, settings_from, trained_lengths,
+                                        with_empty_nulls)
+from reviewkit.tracking.store import check_tracking_uri, resolve_tracking_uri
 
 SHARE_COLUMNS = ("consistency", "within_1", "keyword_coverage", "distinct_1", "distinct_2", "copied", "length",
                  "real_length")

@@ -14,12 +14,12 @@ import csv
 import sys
 from pathlib import Path
 
-from reviewkit.cli import ArgumentParser, check_output, int_in
-from reviewkit.files import atomic_path
-from reviewkit.device import DeviceError, resolve_device
-from reviewkit.generation import (add_device_flag, add_model_flags, add_sampling_flags, generate_reviews,
-                                  load_for_generation, prompt_of, settings_from, trained_lengths)
-from reviewkit.modeling import ModelSourceError
+from reviewkit.common.cli import ArgumentParser, check_output, int_in
+from reviewkit.common.errors import DeviceError, ModelSourceError
+from reviewkit.common.files import atomic_path
+from reviewkit.model.device import resolve_device
+from reviewkit.model.generation import (add_device_flag, add_model_flags, add_sampling_flags, generate_reviews,
+                                        load_for_generation, prompt_of, settings_from, trained_lengths)
 
 
 def read_prompt_rows(path: str) -> list[dict]:

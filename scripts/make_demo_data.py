@@ -46,7 +46,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from reviewkit.common.paths import PROJECT_ROOT
 
 # ---------------------------------------------------------------------------------------------
 # Defaults and rates

@@ -20,10 +20,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from reviewkit.cli import ArgumentParser
-from reviewkit.redact import mask_uri
+from reviewkit.common.cli import ArgumentParser
+from reviewkit.common.paths import PROJECT_ROOT
+from reviewkit.common.redact import mask_uri
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars")

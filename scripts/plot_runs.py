@@ -18,12 +18,14 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from reviewkit.cli import ArgumentParser
-from reviewkit.plotting import describe_source, history, latest_evaluation, pick_run, plot_rating_measures, save
-from reviewkit.redact import mask_uri
-from reviewkit.tracking_store import TrackingError, check_tracking_uri, resolve_tracking_uri
+from reviewkit.common.cli import ArgumentParser
+from reviewkit.common.errors import TrackingError
+from reviewkit.common.paths import PROJECT_ROOT
+from reviewkit.common.redact import mask_uri
+from reviewkit.evaluation.plotting import (describe_source, history, latest_evaluation, pick_run, plot_rating_measures,
+                                           save)
+from reviewkit.tracking.store import check_tracking_uri, resolve_tracking_uri
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # File name prefixes as the original work named its plots (lora_r12: LoRA on ratings 1 and 2).
 EXPERIMENTS = {"train_t5": "t5", "train_lora": "lora", "train_lora_r1": "lora_r12"}
 TITLES = {"t5": "ruT5-small, full fine-tune", "lora": "LoRA r=4 on q,v, all data",

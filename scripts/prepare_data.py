@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from reviewkit.cli import ArgumentParser, add_renamed_flag
-from reviewkit.cleaning import CleaningConfig, parse_ratings_filter
-from reviewkit.loading import DEFAULT_HUB_ID, DataSourceError
-from reviewkit.pipeline import PrepareConfig, PrepareError, format_report, prepare_dataset
+from reviewkit.common.cli import ArgumentParser, add_renamed_flag
+from reviewkit.common.errors import DataSourceError, PrepareError
+from reviewkit.common.paths import PROJECT_ROOT
+from reviewkit.data.cleaning import CleaningConfig, parse_ratings_filter
+from reviewkit.data.loading import DEFAULT_HUB_ID
+from reviewkit.data.pipeline import PrepareConfig, format_report, prepare_dataset
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_INPUT = PROJECT_ROOT / "data" / "demo_reviews.tskv"
 DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "data" / "prepared" / "demo"
 

@@ -27,17 +27,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from reviewkit.cli import ArgumentParser, check_output, int_in
-from reviewkit.device import DeviceError, GenerationDevice, resolve_device
-from reviewkit.files import atomic_write_text, remove_stale_temporaries
-from reviewkit.generation import (SamplingSettings, add_device_flag, add_sampling_flags, generate_reviews,
-                                  load_for_generation, prompt_of, settings_from, trained_lengths,
-                                  with_empty_nulls)
-from reviewkit.marking import format_key, key_path_for
-from reviewkit.modeling import ModelSourceError
-from reviewkit.sample_file import Entry, compute_sample_id, entry_fingerprint, format_sample
+from reviewkit.common.cli import ArgumentParser, check_output, int_in
+from reviewkit.common.errors import DeviceError, ModelSourceError
+from reviewkit.common.files import atomic_write_text, remove_stale_temporaries
+from reviewkit.common.paths import PROJECT_ROOT
+from reviewkit.marking.key import format_key, key_path_for
+from reviewkit.marking.sample_file import Entry, compute_sample_id, entry_fingerprint, format_sample
+from reviewkit.model.device import GenerationDevice, resolve_device
+from reviewkit.model.generation import (SamplingSettings, add_device_flag, add_sampling_flags, generate_reviews,
+                                        load_for_generation, prompt_of, settings_from, trained_lengths,
+                                        with_empty_nulls)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class SampleError(Exception):

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
-from reviewkit.cli import ArgumentParser
-from reviewkit.comparison import MCNEMAR, Comparison, compare, wilson_interval
-from reviewkit.files import atomic_path, remove_stale_temporaries
-from reviewkit.marking import KeyFileError, SampleKey, key_mismatch, key_path_for, read_key
-from reviewkit.sample_file import MARKS, Entry, Incomplete, SampleFile, read_sample_file, summarize
+from reviewkit.common.cli import ArgumentParser
+from reviewkit.common.errors import KeyFileError
+from reviewkit.common.files import atomic_path, remove_stale_temporaries
+from reviewkit.marking.comparison import MCNEMAR, Comparison, compare, wilson_interval
+from reviewkit.marking.key import SampleKey, key_mismatch, key_path_for, read_key
+from reviewkit.marking.sample_file import MARKS, Entry, Incomplete, SampleFile, read_sample_file, summarize
 
 ANSWERS = {"1": "1", "0": "0", "s": "skip", "skip": "skip", "q": "quit", "quit": "quit"}
 

@@ -10,7 +10,7 @@ Seq2SeqTrainingArguments (`--help` lists them all).
 
 import sys
 
-from reviewkit.training import main
+from reviewkit.training.recipe import main
 
 EXPERIMENT = "train_lora_r1"
 DEFAULTS = dict(

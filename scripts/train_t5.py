@@ -9,7 +9,7 @@ flag of transformers' Seq2SeqTrainingArguments (`--help` lists them all).
 
 import sys
 
-from reviewkit.training import main
+from reviewkit.training.recipe import main
 
 EXPERIMENT = "train_t5"
 DEFAULTS = dict(

@@ -48,14 +48,14 @@ from pathlib import Path
 from tqdm import tqdm
 from transformers import TrainerCallback
 
-from reviewkit.config import parse_config
-from reviewkit.files import atomic_write_text, file_digest
-from reviewkit.mlflow_conventions import source_tags
-from reviewkit.redact import mask_uri, redact, remember_secrets
-from reviewkit.study import TrialSeededTPE, check_study_name, enqueue_grid, settings_differences
-from reviewkit.trainer import NonFiniteLossError
-from reviewkit.tracking_store import stored_run
-from reviewkit.training import TrainingError, load_data, run
+from reviewkit.common.errors import NonFiniteLossError, TrainingError
+from reviewkit.common.files import atomic_write_text, file_digest
+from reviewkit.common.redact import mask_uri, redact, remember_secrets
+from reviewkit.tracking.conventions import source_tags
+from reviewkit.tracking.store import stored_run
+from reviewkit.training.config import parse_config
+from reviewkit.training.recipe import load_data, run
+from reviewkit.training.search import TrialSeededTPE, check_study_name, enqueue_grid, settings_differences
 
 EXPERIMENT = "tune_lora"
 # What every trial shares: train_lora.py's experiment, minus what the search draws.
@@ -262,7 +262,7 @@ def open_storage(search: SearchSettings, output_dir: Path):
     """(Optuna storage, whether it has heartbeats): --storage as a database URL or a journal file path."""
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    from reviewkit.tracking_store import check_database
+    from reviewkit.tracking.store import check_database
 
     url = search.storage or f"sqlite:///{output_dir / 'study.db'}"
     if "://" not in url:
@@ -445,8 +445,9 @@ def search_main(argv: list[str] | None) -> int:
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 
-    from reviewkit.files import OutputDirError, ensure_output_dir
-    from reviewkit.tracking_store import DatabaseError, TrackingError, check_tracking_uri, resolve_tracking_uri
+    from reviewkit.common.errors import DatabaseError, OutputDirError, TrackingError
+    from reviewkit.common.files import ensure_output_dir
+    from reviewkit.tracking.store import check_tracking_uri, resolve_tracking_uri
 
     # Heartbeats and trial retries are experimental in Optuna; they are used knowingly.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from reviewkit.common.paths import PROJECT_ROOT as ROOT
+
 SCRIPTS = ROOT / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-sys.path.insert(0, str(ROOT / "benchmarks"))  # reference.py: ruT5-small's shape, one-call keyword extraction
 
 DEMO_INPUT = ROOT / "data" / "demo_reviews.tskv"
 PLUGINS = ROOT / "tests" / "plugins"
@@ -135,7 +134,7 @@ def tskv_line(text="Очень уютное кафе, вкусный кофе и
 
 def read_reviews(source: str):
     """Every review of a TSKV/CSV/parquet file or hub id, one record at a time (the pipeline reads batches)."""
-    from reviewkit.loading import read_batches
+    from reviewkit.data.loading import read_batches
 
     for batch in read_batches(source):
         yield from batch.records()
@@ -153,7 +152,7 @@ def postgres():
 
 @pytest.fixture(scope="session")
 def lemmatizer():
-    from reviewkit.keywords import Lemmatizer
+    from reviewkit.data.keywords import Lemmatizer
 
     return Lemmatizer()
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
-from reviewkit.balance import downsample_indices, loss_weights, oversample_weights, rating_counts
-from reviewkit.samplers import EpochWeightedSampler
-from reviewkit.trainer import ReviewTrainer
+from reviewkit.training.balance import downsample_indices, loss_weights, oversample_weights, rating_counts
+from reviewkit.training.samplers import EpochWeightedSampler
+from reviewkit.training.trainer import ReviewTrainer
 
 RATINGS = np.array([5] * 60 + [4] * 20 + [1] * 10 + [2] * 10)
 

@@ -15,11 +15,12 @@ import pytest
 import torch
 from conftest import DEMO_INPUT, read_reviews, script_here, seed_mlflow_store
 
-from reviewkit.device import DeviceError, GenerationDevice, resolve_device
-from reviewkit.generation import SamplingSettings, generate_reviews, load_for_generation
-from reviewkit.mlflow_model import DEVICE_VARIABLE, ReviewModel, save_review_model, served_device
-from reviewkit.prompt import build_prompt
-from reviewkit.sample_file import Entry, parse_sample
+from reviewkit.common.errors import DeviceError
+from reviewkit.data.prompt import build_prompt
+from reviewkit.marking.sample_file import Entry, parse_sample
+from reviewkit.model.device import GenerationDevice, resolve_device
+from reviewkit.model.generation import SamplingSettings, generate_reviews, load_for_generation
+from reviewkit.model.mlflow_model import DEVICE_VARIABLE, ReviewModel, save_review_model, served_device
 
 CPU_FP32 = re.compile(r"cpu \(fp32, [0-9]+ threads?\)")
 
@@ -119,7 +120,7 @@ def tiny(tmp_path_factory):
     """An untrained tiny demo model, a LoRA adapter on it, and prepared-like train/test splits."""
     from peft import LoraConfig, get_peft_model
 
-    from reviewkit.demo import build_demo_model
+    from reviewkit.training.demo import build_demo_model
 
     root = tmp_path_factory.mktemp("tiny")
     reviews = [r.fields for r, _ in zip(read_reviews(str(DEMO_INPUT)), range(300))]

@@ -60,7 +60,6 @@ for script in scripts:
             try:
                 os.dup2(capture.fileno(), 1); os.dup2(capture.fileno(), 2)
                 sys.argv = [script, "--help"]
-                sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
                 runpy.run_path(script, run_name="__main__")
                 code = 0
             except SystemExit as exc:
@@ -149,7 +148,11 @@ COMMANDS = [(page, line, command, calls) for page in PAGES for line, command in 
 
 def help_outputs(scripts: list[str]) -> dict[str, dict]:
     """{script: {"returncode", "output"}} of `python SCRIPT --help`, run from the project root."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "PYTHONWARNINGS": "ignore"}
+    # `python SCRIPT` puts the script's directory on sys.path, runpy.run_path does not: the helper gets both
+    # directories the quoted scripts live in.
+    python_path = os.pathsep.join(filter(None, [str(ROOT / "scripts"), str(ROOT / "benchmarks"),
+                                                os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "PYTHONWARNINGS": "ignore", "PYTHONPATH": python_path}
     if not hasattr(os, "fork"):
         results = {}
         for script in scripts:

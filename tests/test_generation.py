@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import DEMO_INPUT, SCRIPTS, read_reviews, run_python, script_here, seed_mlflow_store
 
-from reviewkit.mlflow_conventions import card_description
-from reviewkit.sample_file import Entry, format_sample, parse_sample
+from reviewkit.marking.sample_file import Entry, format_sample, parse_sample
+from reviewkit.tracking.conventions import card_description
 
 
 @pytest.fixture(scope="module")
@@ -433,7 +433,7 @@ def test_a_broken_parquet_prompts_file_names_the_file(tmp_path):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """An untrained tiny demo model and prepared-like splits whose test split has null rubrics and keywords."""
-    from reviewkit.demo import build_demo_model
+    from reviewkit.training.demo import build_demo_model
 
     root = tmp_path_factory.mktemp("tiny")
     reviews = [r.fields for r, _ in zip(read_reviews(str(DEMO_INPUT)), range(400))]
@@ -463,8 +463,8 @@ def test_evaluate_reads_null_rubrics_and_keywords_and_says_when_it_has_fewer_pro
 
 
 def test_a_second_evaluate_on_the_same_data_fits_nothing_and_prints_the_same_measures(tiny, tmp_path, monkeypatch):
-    from reviewkit.copy_check import CopyIndex
-    from reviewkit.rating_classifier import RatingClassifier
+    from reviewkit.evaluation.copy_check import CopyIndex
+    from reviewkit.evaluation.rating_classifier import RatingClassifier
 
     model, data, _ = tiny
     (tmp_path / "data").mkdir()  # the splits without the store the module's other evaluations left beside them

@@ -7,7 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import read_reviews, tskv_line
 
-from reviewkit.loading import FIELDS, DataSourceError, detect_format, parse_tskv_line
+from reviewkit.common.errors import DataSourceError
+from reviewkit.data.loading import FIELDS, detect_format, parse_tskv_line
 
 ROWS = [
     {"address": "Москва, улица Ленина, 1", "name_ru": "Кафе Ромашка", "rating": "5.", "rubrics": "Кафе;Кофейня",

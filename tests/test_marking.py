@@ -13,9 +13,10 @@ import pytest
 from conftest import DEMO_INPUT, ROOT, SCRIPTS, script_here, tool_env
 from scipy.stats import norm
 
-from reviewkit.comparison import FISHER, MCNEMAR, compare, fisher_exact_p, mcnemar_exact_p, newcombe_interval, wilson_interval
-from reviewkit.marking import format_key, key_path_for
-from reviewkit.sample_file import Entry, compute_sample_id, entry_fingerprint, format_sample, parse_sample
+from reviewkit.marking.comparison import (FISHER, MCNEMAR, compare, fisher_exact_p, mcnemar_exact_p, newcombe_interval,
+                                          wilson_interval)
+from reviewkit.marking.key import format_key, key_path_for
+from reviewkit.marking.sample_file import Entry, compute_sample_id, entry_fingerprint, format_sample, parse_sample
 
 PROMPTS = [(5, "Кафе;Кофейня", ["кофе", "десерт"]), (1, "Аптека", ["очередь"]), (4, "Автосервис", ["шина"]),
            (2, "Супермаркет", ["касса", "акция"]), (3, "Кафе", ["обед"]), (5, "Салон красоты", ["мастер"]),
@@ -31,7 +32,7 @@ def two_models(tmp_path_factory):
     The first has a summary.json beside it naming experiment train_t5 (its label); the second is labelled
     by its directory name, lora_run.
     """
-    from reviewkit.demo import build_demo_model
+    from reviewkit.training.demo import build_demo_model
 
     tmp = tmp_path_factory.mktemp("two_models")
     (tmp / "data").mkdir()

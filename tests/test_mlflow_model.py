@@ -16,11 +16,11 @@ from conftest import script_here, tool_env, train_here
 from model_server import ModelServer
 from mlflow.exceptions import MlflowException
 
-from reviewkit.config import parse_config
-from reviewkit.generation import GenerationCutoff, SamplingSettings, generate_reviews, load_for_generation
-from reviewkit.mlflow_model import Turns, served_device, stop_with_the_server
+from reviewkit.data.prompt import build_prompt
+from reviewkit.model.generation import GenerationCutoff, SamplingSettings, generate_reviews, load_for_generation
+from reviewkit.model.mlflow_model import Turns, served_device, stop_with_the_server
+from reviewkit.training.config import parse_config
 from uvicorn import Config, Server
-from reviewkit.prompt import build_prompt
 
 # The module's demo runs are built once: all its tests go to one xdist worker.
 pytestmark = pytest.mark.xdist_group("mlflow_model")
@@ -72,7 +72,7 @@ def test_a_demo_run_logs_its_model_linked_to_the_run_and_registers_a_version(t5_
     files = local_dir(model.artifact_location)
     weights = files / "artifacts" / "final" / "model.safetensors"
     assert weights.read_bytes() == (t5_run.workdir / "run" / "final" / "model.safetensors").read_bytes()
-    assert (files / "code" / "reviewkit" / "prompt.py").is_file() and (files / "mlflow_model.py").is_file()
+    assert (files / "code" / "reviewkit" / "data" / "prompt.py").is_file() and (files / "mlflow_model.py").is_file()
     assert not [p for p in files.rglob("*") if p.suffix in (".pkl", ".bin", ".pt", ".pth", ".pyc")]
     assert "torch==" in (files / "requirements.txt").read_text(encoding="utf-8")
     mlmodel = mlflow.models.Model.load(str(files))

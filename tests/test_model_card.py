@@ -1,4 +1,4 @@
-"""Model cards (reviewkit.model_card): the figures of the training summary and data report, and one Evaluation."""
+"""Model cards (reviewkit.model.card): the figures of the training summary and data report, and one Evaluation."""
 
 import json
 import re
@@ -7,9 +7,9 @@ import pytest
 from conftest import DEMO_INPUT
 from huggingface_hub import ModelCard
 
-from reviewkit.model_card import CARD_NAME, add_evaluation_to_card, write_model_card
-from reviewkit.pipeline import PrepareConfig, prepare_dataset
-from reviewkit.redact import mask_uri
+from reviewkit.common.redact import mask_uri
+from reviewkit.data.pipeline import PrepareConfig, prepare_dataset
+from reviewkit.model.card import CARD_NAME, add_evaluation_to_card, write_model_card
 
 SUMMARY = {"experiment": "train_t5", "run_id": "0123456789abcdef", "tracking_uri": "sqlite:///mlflow.db",
            "model_name_or_path": "cointegrated/rut5-small", "demo": False, "data_dir": "data/prepared/full",

@@ -10,12 +10,9 @@ from transformers import T5Config, T5ForConditionalGeneration
 
 from reference import RUT5_SMALL_ID, random_rut5_small, rut5_small_config
 
-from reviewkit.demo import DEMO_MARKER, build_demo_model
-from reviewkit.modeling import (
-    ModelSourceError,
-    count_parameters,
-    load_model_and_tokenizer,
-)
+from reviewkit.common.errors import ModelSourceError
+from reviewkit.model.modeling import count_parameters, load_model_and_tokenizer
+from reviewkit.training.demo import DEMO_MARKER, build_demo_model
 
 RUT5_VOCAB, RUT5_D_MODEL = 20100, 512
 SENTENCE = "Очень уютное кафе, вкусный кофе и свежие десерты!"

@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import DEMO_INPUT, ROOT, script, tskv_line
 
-from reviewkit import pipeline
-from reviewkit.pipeline import PrepareConfig, PrepareError, prepare_dataset
+from reviewkit.common.errors import PrepareError
+from reviewkit.data import pipeline
+from reviewkit.data.pipeline import PrepareConfig, prepare_dataset
 
 PREPARE = ROOT / "scripts" / "prepare_data.py"
 VALID = "Очень уютное кафе, вкусный кофе и свежие десерты."

@@ -14,11 +14,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import normalize
 
-from reviewkit import copy_check, evaluation_cache, rating_classifier
-from reviewkit.copy_check import CopyIndex
-from reviewkit.evaluation_cache import evaluation_reference, read_stored, write_stored
-from reviewkit.quality import distinct_n, keyword_coverage, rating_consistency
-from reviewkit.rating_classifier import RatingClassifier
+from reviewkit.evaluation import cache as evaluation_cache, copy_check, rating_classifier
+from reviewkit.evaluation.cache import evaluation_reference, read_stored, write_stored
+from reviewkit.evaluation.copy_check import CopyIndex
+from reviewkit.evaluation.quality import distinct_n, keyword_coverage, rating_consistency
+from reviewkit.evaluation.rating_classifier import RatingClassifier
 
 
 def test_distinct_n():

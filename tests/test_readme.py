@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_python
 
-from reviewkit.sample_file import parse_sample
+from reviewkit.marking.sample_file import parse_sample
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 PLOTS = ("t5_val_loss", "t5_train_loss", "t5_epochs", "lora_val_loss", "lora_train_loss", "lora_epochs",

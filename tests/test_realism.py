@@ -1,12 +1,12 @@
-"""Realism (reviewkit.realism) on synthetic texts whose answer is known: told apart, not told apart, too few."""
+"""Realism (reviewkit.evaluation.realism) on synthetic texts whose answer is known: told apart, not told apart, too few."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from reviewkit import realism
-from reviewkit.realism import (MIN_PER_SIDE, auc_from_ranks, auc_interval, measure_realism, realism_by_rating,
-                               separability)
+from reviewkit.evaluation import realism
+from reviewkit.evaluation.realism import (MIN_PER_SIDE, auc_from_ranks, auc_interval, measure_realism,
+                                          realism_by_rating, separability)
 
 CAFE = "кафе кофе десерт вкусно уютно персонал быстро цены место зал музыка официант заказ меню чай суп".split()
 COMPLAINT = "ужасно грязно долго хамство очередь никогда плохо холодно грубо обман".split()

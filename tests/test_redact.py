@@ -1,10 +1,10 @@
-"""reviewkit.redact: credentials masked in URIs and free text, including those given through the environment."""
+"""reviewkit.common.redact: credentials masked in URIs and free text, including those given through the environment."""
 
 import urllib.parse
 
 import pytest
-from reviewkit import redact as redaction
-from reviewkit.redact import mask_uri, redact, remember_secrets
+from reviewkit.common import redact as redaction
+from reviewkit.common.redact import mask_uri, redact, remember_secrets
 
 # Two distinctive pieces around each character that is hard for a URI parser or a masker.
 HARD_CHARACTERS = list("/@:%,)(?#&=+;") + [" "]

@@ -11,7 +11,8 @@ import re
 import pytest
 from conftest import script_here
 
-from reviewkit.sample_file import Entry, Incomplete, SampleFormatError, format_sample, parse_sample, read_sample_file
+from reviewkit.marking.sample_file import (Entry, Incomplete, SampleFormatError, format_sample, parse_sample,
+                                           read_sample_file)
 
 MARKS = ["1", "0", "", "1", "yes", "0", "", "1"]
 

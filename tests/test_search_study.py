@@ -4,8 +4,8 @@ import optuna
 import pytest
 from conftest import script_here
 
-from reviewkit.study import (STUDY_NAME_MAX_LENGTH, TrialSeededTPE, check_study_name, enqueue_grid, grid_points,
-                             settings_differences)
+from reviewkit.training.search import (STUDY_NAME_MAX_LENGTH, TrialSeededTPE, check_study_name, enqueue_grid,
+                                       grid_points, settings_differences)
 
 SPACE = {"r": (2, 4, 8, 16, 32), "alpha": (1, 4, 8, 16, 32), "modules": ("q,v", "k,q,v", "q,k,v,o")}
 GRID = {"r": [4, 16], "alpha": [1, 16], "modules": ["q,v", "k,q,v"]}

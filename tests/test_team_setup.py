@@ -155,7 +155,8 @@ def test_training_through_mlflow_server_backed_by_postgres(postgres, tmp_path, s
 
 @pytest.mark.parametrize("case", ["wrong password", "database down"])
 def test_an_unusable_database_gives_one_line_without_the_password(postgres, tmp_path, case):
-    from reviewkit.tracking_store import TrackingError, check_tracking_uri
+    from reviewkit.common.errors import TrackingError
+    from reviewkit.tracking.store import check_tracking_uri
 
     uri = (postgres.uri("postgres", password="Wr0ng%40Secret-pg") if case == "wrong password"
            else f"postgresql://mlflow:{ENCODED_PASSWORD}@127.0.0.1:{free_port()}/mlflowdb")
@@ -182,7 +183,8 @@ def test_an_unusable_database_gives_one_line_without_the_password(postgres, tmp_
 @pytest.mark.parametrize("scheme", ["postgresql://", "postgresql//", "postgresql:/"])
 def test_a_uri_the_drivers_misread_gives_one_line_without_the_password(scheme, userinfo):
     """No database is reached: `postgresql//` is taken for a directory, `postgresql:/` does not parse."""
-    from reviewkit.tracking_store import TrackingError, check_tracking_uri
+    from reviewkit.common.errors import TrackingError
+    from reviewkit.tracking.store import check_tracking_uri
 
     with pytest.raises(TrackingError) as raised:
         check_tracking_uri(f"{scheme}{userinfo}127.0.0.1:{free_port()}/mlflowdb")

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from reviewkit.cleaning import CleaningConfig, clean_text, cyrillic_share, normalize_text, parse_rating
+from reviewkit.data.cleaning import CleaningConfig, clean_text, cyrillic_share, normalize_text, parse_rating
 from reference import extract_keywords
-from reviewkit.prompt import build_prompt
-from reviewkit.splits import grouped_split, organization_keys
+from reviewkit.data.prompt import build_prompt
+from reviewkit.data.splits import grouped_split, organization_keys
 
 
 def test_normalize_keeps_case_and_punctuation():

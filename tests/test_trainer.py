@@ -9,9 +9,10 @@ import torch
 from datasets import Dataset, load_from_disk
 from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
 
-from reviewkit.config import parse_config
-from reviewkit.trainer import (EpochStats, EpochStatsCallback, NonFiniteLossError, ReviewCollator, ReviewTrainer,
-                               balanced, per_example_loss)
+from reviewkit.common.errors import NonFiniteLossError
+from reviewkit.training.config import parse_config
+from reviewkit.training.trainer import (EpochStats, EpochStatsCallback, ReviewCollator, ReviewTrainer, balanced,
+                                        per_example_loss)
 
 
 def tiny_model():

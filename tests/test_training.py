@@ -11,8 +11,8 @@ from conftest import DEMO_INPUT, ROOT, SCRIPTS, run_python, script, script_here,
 from peft import LoraConfig, TaskType, get_peft_model
 from reference import random_rut5_small
 
-from reviewkit.mlflow_conventions import card_description
-from reviewkit.modeling import count_parameters
+from reviewkit.model.modeling import count_parameters
+from reviewkit.tracking.conventions import card_description
 
 
 def kill_in_second_epoch(process, run_dir, after_s):
@@ -245,7 +245,7 @@ def test_one_quick_demo_epoch_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_offline_hub_model_id_is_one_line_naming_the_way_out(tmp_path):
-    from reviewkit.pipeline import PrepareConfig, prepare_dataset
+    from reviewkit.data.pipeline import PrepareConfig, prepare_dataset
 
     prepare_dataset(str(DEMO_INPUT), tmp_path / "data", PrepareConfig(), progress=False)
     result = script_here("train_t5.py", "--data_dir", tmp_path / "data", "--output_dir", tmp_path / "run",
@@ -359,7 +359,7 @@ def test_torchrun_two_cpu_processes_log_one_run(tmp_path):
 
 @pytest.mark.slow
 def test_non_finite_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
-    from reviewkit.modeling import load_model_and_tokenizer
+    from reviewkit.model.modeling import load_model_and_tokenizer
 
     data = ["--max_train_samples", 640]  # 20 steps an epoch
     result = train("train_t5.py", tmp_path, "--num_train_epochs", 2, *data, env={"REVIEWKIT_TEST_NAN_AT_STEP": "30"})
@@ -380,7 +380,7 @@ def test_non_finite_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(
 
 @pytest.mark.slow
 def test_lora_saves_its_adapter_and_a_merged_standalone_model(demo_runs):
-    from reviewkit.modeling import load_model_and_tokenizer
+    from reviewkit.model.modeling import load_model_and_tokenizer
 
     demo_runs.result("train_lora")
     output_dir = demo_runs.output_dir("train_lora")

@@ -1,1 +1,4 @@
-"""Shared components of the review-generation kit: loading, cleaning, keywords, prompts, splits."""
+"""The review-generation kit behind scripts/*.py, in layers; a layer imports only the layers below it.
+
+common < data < model < tracking < training < evaluation < marking (checked by tests/test_layers.py)
+"""

@@ -14,19 +14,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..common.errors import NonFiniteLossError, OutputDirError, TrackingError, TrainingError
+from ..common.files import atomic_write_text, ensure_output_dir
+from ..common.redact import mask_uri, redact
+from ..model.modeling import count_parameters
+from ..tracking.logger import MlflowLogger
+from ..tracking.store import check_tracking_uri, resolve_tracking_uri
 from .checkpoints import last_complete_checkpoint
 from .config import ExperimentConfig, parse_config
 from .console import make_quiet
-from .files import OutputDirError, atomic_write_text, ensure_output_dir
-from .modeling import count_parameters
-from .redact import mask_uri, redact
-from .trainer import EpochStats, EpochStatsCallback, NonFiniteLossError, ReviewCollator, ReviewTrainer, balanced
-from .tracking import MlflowLogger
-from .tracking_store import TrackingError, check_tracking_uri, resolve_tracking_uri
-
-
-class TrainingError(Exception):
-    """The run cannot start or continue; the message is one line for the user."""
+from .trainer import EpochStats, EpochStatsCallback, ReviewCollator, ReviewTrainer, balanced
 
 
 def main(experiment: str, description: str, defaults: dict, demo_defaults: dict, argv: list[str] | None = None) -> int:
@@ -123,8 +120,8 @@ def load_data(config: ExperimentConfig, output_dir: Path) -> tuple[Path, dict]:
 
 
 def demo_base_model(output_dir: Path, data_dir: Path) -> str:
+    from ..common.errors import ModelSourceError
     from .demo import build_demo_base_model
-    from .modeling import ModelSourceError
 
     try:
         return str(build_demo_base_model(output_dir, data_dir))
@@ -134,7 +131,8 @@ def demo_base_model(output_dir: Path, data_dir: Path) -> str:
 
 def load_model(model_source: str):
     """The base model and its tokenizer: a hub id or a local directory."""
-    from .modeling import ModelSourceError, load_model_and_tokenizer
+    from ..common.errors import ModelSourceError
+    from ..model.modeling import load_model_and_tokenizer
 
     try:
         return load_model_and_tokenizer(model_source)
@@ -235,7 +233,7 @@ def save_model(trainer, tokenizer, config: ExperimentConfig, output_dir: Path) -
     """Save the kept model (a LoRA run: its adapter; with --merge also a merged standalone model)."""
     final_dir, merged_dir = output_dir / "final", None
     if trainer.is_world_process_zero():
-        from .generation import TrainedLengths
+        from ..model.generation import TrainedLengths
 
         lengths = TrainedLengths(config.max_source_length, config.max_target_length)
         trainer.model.save_pretrained(str(final_dir))  # safetensors
@@ -261,7 +259,7 @@ def summarize(trainer, config: ExperimentConfig, experiment: str, logger: Mlflow
 
 
 def write_card(final_dir: Path, summary: dict, params: dict, report: dict) -> Path:
-    from .model_card import write_model_card
+    from ..model.card import write_model_card
 
     return write_model_card(final_dir, summary, params, report)
 
@@ -270,8 +268,8 @@ def log_model(config: ExperimentConfig, logger: MlflowLogger, summary: dict, fin
     """The kept model into the MLflow run (--log_model, --register_model); a failure leaves it on disk with a warning."""
     if not config.log_model:
         return
-    from .mlflow_model import log_review_model
-    from .tracking_store import first_line
+    from ..model.mlflow_model import log_review_model
+    from ..tracking.store import first_line
 
     try:
         logged = log_review_model(logger.tracking_uri, logger.run_id, final_dir, summary["experiment"],

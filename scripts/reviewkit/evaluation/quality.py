@@ -1,8 +1,8 @@
 """Automatic measures of generated reviews, for comparing runs per requested rating.
 
 Each measure is a plain function over lists of texts, so it can be checked on hand-made inputs:
-rating consistency (against the ratings reviewkit.rating_classifier predicts), keyword coverage
-(lemmatised) and distinct-1/2. Copying of training reviews is reviewkit.copy_check.
+rating consistency (against the ratings reviewkit.evaluation.rating_classifier predicts), keyword coverage
+(lemmatised) and distinct-1/2. Copying of training reviews is reviewkit.evaluation.copy_check.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .keywords import Lemmatizer, lemma_id
+from ..data.keywords import Lemmatizer, lemma_id
 
 _WORD = re.compile(r"\w+")
 

@@ -1,7 +1,7 @@
 """Where MLflow runs are stored: resolving and checking the tracking URI before a run starts.
 
 A tracking URI may carry a password (`postgresql://user:password@host/db`): every message here
-shows it masked (`reviewkit.redact`), and a database is tried with a short connection timeout
+shows it masked (`reviewkit.common.redact`), and a database is tried with a short connection timeout
 before MLflow opens it (MLflow itself retries a dead database for about 100 s).
 """
 
@@ -18,17 +18,14 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from .redact import mask_uri, redact, remember_secrets
+from ..common.errors import DatabaseError, TrackingError
+from ..common.redact import mask_uri, redact, remember_secrets
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default: mlflow.db in the current directory
 RUN_ID_FILE = "mlflow_run.json"
 # SQLAlchemy's database schemes that talk to a server (sqlite opens a file); `postgresql+psycopg://` too.
 SERVER_DATABASE_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "mssql")
 STORE_OPEN_ATTEMPTS = 3
-
-
-class TrackingError(Exception):
-    """The tracking server cannot be used; the message is one line for the user."""
 
 
 def resolve_tracking_uri(flag: str | None) -> str:
@@ -94,10 +91,6 @@ def health_request(uri: str) -> urllib.request.Request:
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
         parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
     return urllib.request.Request(urllib.parse.urlunsplit(parts) + "/health", headers=headers)
-
-
-class DatabaseError(Exception):
-    """A database URL that cannot be connected to; the message names host and database, never the password."""
 
 
 def is_server_database(url: str) -> bool:

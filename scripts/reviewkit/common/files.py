@@ -9,9 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-
-class OutputDirError(Exception):
-    """The output directory cannot be used; the message is one line for the user."""
+from .errors import OutputDirError
 
 
 def ensure_output_dir(path: str | os.PathLike) -> Path:

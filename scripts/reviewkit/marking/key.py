@@ -19,9 +19,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..common.errors import KeyFileError
 from .sample_file import Entry, Incomplete, SampleFile, compute_sample_id, entry_fingerprint
-
-# The reader of sample files lived here before sample_file.py; tests/test_readme.py still imports it from here.
 
 _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 
@@ -30,10 +29,6 @@ def key_path_for(sample_path: str | Path) -> Path:
     """`t5_vs_lora.txt` → `t5_vs_lora.key.json`, beside the sample."""
     sample_path = Path(sample_path)
     return sample_path.with_name(f"{sample_path.stem}.key.json")
-
-
-class KeyFileError(Exception):
-    """A key file that cannot be used; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

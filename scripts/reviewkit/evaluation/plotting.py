@@ -12,7 +12,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .files import atomic_path
+from ..common.files import atomic_path
 
 RATING_GROUPS = ("1", "2", "3", "4", "5", "all")
 # evaluate.py logs auto_<measure>_<rating>; these are the share-like measures of the per-rating chart.

@@ -12,14 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
+from ..common.errors import DeviceError
+
 CHOICES_HELP = ("auto (a CUDA GPU when there is one, else the CPU), cpu, cuda (the first GPU, cuda:0) or cuda:N "
                 "(GPU number N, from 0); a GPU generates in bf16 where it supports it, else in fp32; the CPU in fp32")
 _CHOICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 _PRECISION = {torch.float32: "fp32", torch.bfloat16: "bf16"}
-
-
-class DeviceError(Exception):
-    """The requested device is not on this machine; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from typing import Callable, Sequence, TypeVar
 import numpy as np
 import pyarrow as pa
 
+from ..common.files import atomic_path, file_digest, remove_stale_temporaries
 from . import copy_check, rating_classifier
 from .copy_check import CopyIndex
-from .files import atomic_path, file_digest, remove_stale_temporaries
 from .quality import rating_consistency
 from .rating_classifier import RatingClassifier
 

@@ -14,7 +14,7 @@ values that cannot be sent are kept in OUTPUT_DIR/mlflow_pending.jsonl, retried 
 RETRY_INTERVAL_S seconds and on a rerun of the same command, which also finishes the run.
 
 The tracking URI is used as given, but shown, stored and logged with its credentials masked
-(`reviewkit.redact`): params, messages and OUTPUT_DIR/mlflow_run.json never hold a password.
+(`reviewkit.common.redact`): params, messages and OUTPUT_DIR/mlflow_run.json never hold a password.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from pathlib import Path
 from tqdm import tqdm
 from transformers import TrainerCallback
 
-from .files import atomic_write_text
-from .redact import mask_uri, redact
-from .mlflow_conventions import card_description, dataset_inputs, note_tag, source_tags
-from .tracking_store import RUN_ID_FILE, first_line, limit_http_retries, stored_run
+from ..common.files import atomic_write_text
+from ..common.redact import mask_uri, redact
+from .conventions import card_description, dataset_inputs, note_tag, source_tags
+from .store import RUN_ID_FILE, first_line, limit_http_retries, stored_run
 
 PENDING_FILE = "mlflow_pending.jsonl"
 STEP_METRICS = ("loss", "learning_rate", "grad_norm")
@@ -47,7 +47,7 @@ class MlflowLogger(TrainerCallback):
                  run_name: str | None = None, parent_run_id: str | None = None, data_dir: Path | None = None):
         self.tracking_uri = tracking_uri
         self.shown_uri = mask_uri(tracking_uri)
-        self.epoch_stats = epoch_stats  # reviewkit.trainer.EpochStats, closed by EpochStatsCallback just before
+        self.epoch_stats = epoch_stats  # reviewkit.training.trainer.EpochStats, closed by EpochStatsCallback just before
         self.experiment = experiment
         self.params = {key: redact(value) if isinstance(value, str) else value for key, value in params.items()}
         self.run_name = run_name

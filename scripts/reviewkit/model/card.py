@@ -15,10 +15,10 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from .files import atomic_write_text
+from ..common.files import atomic_write_text
+from ..common.redact import redact
+from ..data.prompt import build_prompt
 from .generation import SamplingSettings
-from .prompt import build_prompt
-from .redact import redact
 
 CARD_NAME = "README.md"
 EVALUATION_HEADING = "## Evaluation"
@@ -167,7 +167,7 @@ def _usage_section(model_dir: Path, adapter: bool) -> str:
     return "\n".join([
         "## How to use", "",
         "The prompt is `рейтинг: R | рубрики: R1; R2 | ключевые слова: K1, K2` "
-        "(`reviewkit.prompt.build_prompt`):", "",
+        "(`reviewkit.data.prompt.build_prompt`):", "",
         "```python", code, "```", "",
         "Or with this project's command line:", "",
         "```bash",

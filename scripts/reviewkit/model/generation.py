@@ -18,11 +18,12 @@ from typing import Sequence
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .cleaning import parse_rating
-from .cli import float_above, int_in
+from ..common.cli import float_above, int_in
+from ..common.errors import ModelSourceError
+from ..data.cleaning import parse_rating
+from ..data.prompt import build_prompt
 from .device import CHOICES_HELP, GenerationDevice, device_choice
-from .modeling import ModelSourceError, load_model_and_tokenizer
-from .prompt import build_prompt
+from .modeling import load_model_and_tokenizer
 
 SEED_MAX = 2**32 - 1  # what numpy's generators and scikit-learn's random_state accept
 LENGTHS_FILE = "training_lengths.json"  # written beside the weights by training

@@ -17,9 +17,9 @@ from typing import Literal
 import torch
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
+from ..data.cleaning import parse_ratings_filter
+from ..tracking.conventions import run_name
 from .balance import BALANCE_MODES
-from .cleaning import parse_ratings_filter
-from .mlflow_conventions import run_name
 
 
 @dataclass

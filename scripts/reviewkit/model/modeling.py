@@ -23,15 +23,13 @@ import torch
 import transformers
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
+from ..common.errors import ModelSourceError
+
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 _HUB_PROBE_TIMEOUT_S = 10
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-
-
-class ModelSourceError(Exception):
-    """The model cannot be loaded or built; the message is one line for the user."""
 
 
 def untied_t5_config(**architecture) -> T5Config:

@@ -14,10 +14,10 @@ import sys
 import warnings
 from pathlib import Path
 
-from .files import file_digest
-from .tracking_store import git_commit
+from ..common.files import file_digest
+from ..common.paths import PROJECT_ROOT
+from .store import git_commit
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NOTE_TAG = "mlflow.note.content"
 MAX_TAG_LENGTH = 8000  # MLflow's limit for a tag value
 # Short names of the settings a run name mentions; a setting not listed here appears under its own name.

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 
-from .keywords import Lemmatizer
-from .mlflow_conventions import card_description, note_tag, source_tags
+from ..common.redact import mask_uri, redact
+from ..data.keywords import Lemmatizer
+from ..tracking.conventions import card_description, note_tag, source_tags
+from ..tracking.store import stored_run
 from .plotting import plot_rating_measures
 from .quality import keyword_coverage
-from .redact import mask_uri, redact
-from .tracking_store import stored_run
 
 REVIEWS_TABLE = "generated_reviews.json"
 CHART = "auto_measures_by_rating.png"

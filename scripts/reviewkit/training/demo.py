@@ -20,9 +20,11 @@ from typing import Iterable
 
 from transformers import T5Config, T5Tokenizer
 
-from .modeling import EOS_ID, PAD_ID, UNK_ID, ModelSourceError, count_parameters, untied_t5, untied_t5_config
+from ..common.errors import ModelSourceError
+from ..common.paths import PROJECT_ROOT
+from ..model.modeling import EOS_ID, PAD_ID, UNK_ID, count_parameters, untied_t5, untied_t5_config
 
-DEMO_REVIEWS = Path(__file__).resolve().parents[2] / "data" / "demo_reviews.tskv"
+DEMO_REVIEWS = PROJECT_ROOT / "data" / "demo_reviews.tskv"
 DATA_DIR_NAME = "demo_data"
 MODEL_DIR_NAME = "demo_model"
 
@@ -39,7 +41,7 @@ DEMO_REQUIRED_CHARS = (
 
 def prepare_demo_data(output_dir: Path, ratings: tuple[int, ...] | None) -> tuple[Path, dict]:
     """(prepared data directory, its report) under `output_dir`."""
-    from .pipeline import PrepareConfig, prepare_dataset
+    from ..data.pipeline import PrepareConfig, prepare_dataset
 
     data_dir = output_dir / DATA_DIR_NAME
     report = prepare_dataset(str(DEMO_REVIEWS), data_dir, PrepareConfig(ratings=ratings), progress=False)

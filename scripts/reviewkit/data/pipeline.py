@@ -27,9 +27,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from ..common.errors import OutputDirError, PrepareError
+from ..common.files import atomic_path, atomic_write_text, ensure_output_dir, file_digest, remove_stale_temporaries
 from . import cleaning, loading
-from .files import (OutputDirError, atomic_path, atomic_write_text, ensure_output_dir, file_digest,
-                    remove_stale_temporaries)
 from .keywords import DEFAULT_NUM_KEYWORDS, LemmaCounts, Lemmatizer, top_keywords
 from .prompt import build_prompt
 from .splits import SPLITS, grouped_split, organization_keys, rating_distribution
@@ -41,10 +41,6 @@ DUPLICATE = "duplicate_text"
 NOT_SELECTED = "rating_not_selected"
 BATCH_ROWS = 2_000
 BATCHES_IN_FLIGHT_PER_WORKER = 4
-
-
-class PrepareError(Exception):
-    """The step cannot produce a dataset; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ waiting for its turn then is a 503, and generation stops there, its reviews cut 
 Under `mlflow models serve`, SIGTERM or Ctrl-C stops generation at once (requests in progress or
 waiting get a 503), so the server exits within seconds.
 
-MLflow runs this file on its own, not as `reviewkit.mlflow_model`: hence the absolute imports and
+MLflow runs this file on its own, not as `reviewkit.model.mlflow_model`: hence the absolute imports and
 the `set_model` call at the bottom.
 """
 
@@ -57,13 +57,14 @@ from mlflow.protos.databricks_pb2 import (INVALID_PARAMETER_VALUE, RESOURCE_ALRE
                                           TEMPORARILY_UNAVAILABLE, ErrorCode)
 from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
-from reviewkit.cli import float_above, int_in
-from reviewkit.device import DeviceError, GenerationDevice, device_choice, resolve_device
-from reviewkit.generation import (SEED_MAX, GenerationCutoff, SamplingSettings, TrainedLengths, generate_reviews,
-                                  load_for_generation, prompt_of, with_empty_nulls)
+from reviewkit.common.cli import float_above, int_in
+from reviewkit.common.errors import DeviceError
+from reviewkit.common.paths import PACKAGE_DIR, PROJECT_ROOT
+from reviewkit.model.device import GenerationDevice, device_choice, resolve_device
+from reviewkit.model.generation import (SEED_MAX, GenerationCutoff, SamplingSettings, TrainedLengths, generate_reviews,
+                                        load_for_generation, prompt_of, with_empty_nulls)
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-REQUIREMENTS = PACKAGE_DIR.parent.parent / "requirements.txt"
+REQUIREMENTS = PROJECT_ROOT / "requirements.txt"
 DEVICE_VARIABLE = "REVIEWKIT_DEVICE"
 # One request's bounds: records, characters of a rubrics or keywords value (the prompt keeps ~64 tokens of them
 # anyway), and seconds from its arrival at the model (below the scoring server's timeout, so none outlives its

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from ..common.errors import DataSourceError
+
 FIELDS = ("address", "name_ru", "rating", "rubrics", "text")
 REQUIRED_COLUMNS = ("rating", "text")
 DEFAULT_HUB_ID = "d0rj/geo-reviews-dataset-2023"
@@ -30,10 +32,6 @@ _TSKV_KEY = re.compile(r"^[a-z_]+=")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _BATCH_ROWS = 10_000
-
-
-class DataSourceError(Exception):
-    """The input as a whole cannot be read; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,11 @@ import torch
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from ..common.errors import NonFiniteLossError
 from .balance import downsample_indices, loss_weights, oversample_weights, rating_counts
 from .samplers import EpochLengthGroupedSampler, EpochWeightedSampler, column_values
 
 RATING_SLOTS = 6  # ratings 1..5 index a tensor directly; slot 0 stays empty
-
-
-class NonFiniteLossError(Exception):
-    """The training loss became NaN or infinite; the message is one line for the user."""
 
 
 def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

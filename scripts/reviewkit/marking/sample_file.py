@@ -200,6 +200,6 @@ def entry_fingerprint(entry: Entry) -> str:
 def compute_sample_id(entries: Iterable[Entry]) -> str:
     """A fingerprint of the unmarked entries: the same in the sample's header and in its key.
 
-    Unchanged since keys without entry fingerprints were written: marking.py recomputes it to check them.
+    Unchanged since keys without entry fingerprints were written: marking/key.py recomputes it to check them.
     """
     return hashlib.blake2b(format_sample([], entries).encode("utf-8"), digest_size=8).hexdigest()

@@ -1,0 +1,1 @@
+"""The data step: reading the reviews, cleaning, keywords, the prompt, the grouped splits and the pipeline."""
