@@ -17,8 +17,8 @@ from model_server import ModelServer
 from mlflow.exceptions import MlflowException
 
 from reviewkit.data.prompt import build_prompt
-from reviewkit.model.generation import GenerationCutoff, SamplingSettings, generate_reviews, load_for_generation
-from reviewkit.model.mlflow_model import Turns, served_device, stop_with_the_server
+from reviewkit.model.generation import SamplingSettings, generate_reviews, load_for_generation
+from reviewkit.model.mlflow_model import served_device, stop_with_the_server
 from reviewkit.training.config import parse_config
 from uvicorn import Config, Server
 
@@ -175,24 +175,6 @@ def test_a_request_that_gets_no_turn_before_its_deadline_is_503_and_the_queue_go
         assert len(first.result()) == 1
     assert raised.value.get_http_status_code() == 503 and "the server is busy" in raised.value.message
     assert len(t5_pyfunc.predict(rows, params={"max_new_tokens": 4})) == 1
-
-
-def test_turns_are_given_in_arrival_order():
-    turns, order = Turns(), []
-    cutoff = GenerationCutoff(time.monotonic() + 10)
-
-    def take_turn(n):
-        with turns.wait(cutoff) as turn:
-            order.append((n, turn))
-
-    with turns.wait(cutoff):
-        threads = [threading.Thread(target=take_turn, args=(n,)) for n in range(6)]
-        for thread in threads:
-            thread.start()
-            time.sleep(0.05)  # each has queued before the next starts
-    for thread in threads:
-        thread.join(10)
-    assert order == [(n, True) for n in range(6)]
 
 
 def test_once_the_server_is_stopping_generation_ends_and_the_request_is_503(t5_pyfunc, monkeypatch):

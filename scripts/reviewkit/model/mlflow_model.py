@@ -35,6 +35,7 @@ the `set_model` call at the bottom.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -43,7 +44,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,9 +99,10 @@ class ReviewModel(mlflow.pyfunc.PythonModel):
         self.lengths = TrainedLengths.of(artifacts["model"])
         self.max_records = int(os.environ.get(MAX_RECORDS_VARIABLE) or MAX_RECORDS)
         self.max_seconds = request_seconds()
-        # generate_reviews seeds torch's process-wide generator: one request generates at a time, so a request's
-        # seed alone decides its reviews, whatever the scoring server runs beside it.
-        self.turns = Turns()
+        # generate_reviews seeds torch's process-wide generator: requests generate one at a time, in arrival order,
+        # on this one thread, so a request's seed alone decides its reviews, whatever the scoring server runs beside
+        # it. One thread also keeps one malloc arena: the server's memory stays flat under concurrent requests.
+        self.generator = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reviewkit-generate")
         self.stopping = threading.Event()
         if os.environ.get(SERVER_TIMEOUT_VARIABLE):  # served by `mlflow models serve`, not loaded in a user's process
             stop_with_the_server(self.stopping)
@@ -124,44 +125,24 @@ class ReviewModel(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         if not prompts:
             return []
-        with self.turns.wait(cutoff) as turn:
-            if turn:
-                reviews = generate_reviews(self.model, self.tokenizer, prompts, settings,
-                                           max_source_length=self.lengths.max_source_length, cutoff=cutoff)
+        job = self.generator.submit(self.generate, prompts, settings, cutoff)
+        try:
+            reviews = job.result(timeout=max(cutoff.deadline - time.monotonic(), 0))
+        except concurrent.futures.TimeoutError:
+            reviews = None if job.cancel() else job.result()  # one that has started ends at the deadline
         if self.stopping.is_set():
             raise MlflowException("the server is stopping", error_code=TEMPORARILY_UNAVAILABLE)
-        if not turn:
+        if reviews is None:
             raise MlflowException(f"the server is busy: no turn to generate within {self.max_seconds:g} s "
                                   f"(${MAX_SECONDS_VARIABLE})", error_code=TEMPORARILY_UNAVAILABLE)
         return [texts[0] for texts in reviews]
 
-
-class Turns:
-    """A lock taken in arrival order (threading.Lock wakes waiters in no set order, so one could wait forever)."""
-
-    def __init__(self):
-        self.changed = threading.Condition()
-        self.queue: deque[object] = deque()
-
-    @contextlib.contextmanager
-    def wait(self, cutoff: GenerationCutoff):
-        """Yields True when it is the caller's turn, False when `cutoff` was reached first."""
-        ticket = object()
-        with self.changed:
-            self.queue.append(ticket)
-            while self.queue[0] is not ticket and not cutoff.reached():
-                self.changed.wait(timeout=0.1)
-            turn = self.queue[0] is ticket and not cutoff.reached()
-            if not turn:
-                self.queue.remove(ticket)
-                self.changed.notify_all()
-        try:
-            yield turn
-        finally:
-            if turn:
-                with self.changed:
-                    self.queue.popleft()
-                    self.changed.notify_all()
+    def generate(self, prompts: list[str], settings: SamplingSettings, cutoff: GenerationCutoff):
+        """The reviews; None when the request's deadline passed (or the server began stopping) before its turn."""
+        if cutoff.reached():
+            return None
+        return generate_reviews(self.model, self.tokenizer, prompts, settings,
+                                max_source_length=self.lengths.max_source_length, cutoff=cutoff)
 
 
 def request_seconds() -> float:
