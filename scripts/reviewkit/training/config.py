@@ -4,7 +4,7 @@ Both are parsed by one `HfArgumentParser`, so every Trainer flag works under its
 (`--gradient_accumulation_steps`, `--lr_scheduler_type`, `--torch_compile`, ...) and `--help`
 lists it. The defaults are layered: transformers' own, then the project's (`TRAINING_DEFAULTS`,
 chosen for this model and data), then the experiment script's `DEFAULTS`, then its demo
-defaults under `--demo`, then the command line. All checks live here.
+defaults when the parsed --demo is true (`--demo`, `--demo=true`, `--demo true`), then the command line. All checks live here.
 """
 
 from __future__ import annotations
@@ -157,12 +157,16 @@ def parse_config(description: str, defaults: dict, demo_defaults: dict, argv: li
     types = (ExperimentConfig, Seq2SeqTrainingArguments, *extra)
     parser = ConfigParser(types, description=description)
     known = {f.name for t in types for f in dataclasses.fields(t)}
-    layered = {**training_defaults(), **defaults, **(demo_defaults if "--demo" in argv else {})}
-    unknown = sorted(set(layered) - known)
+    layered = {**training_defaults(), **defaults}
+    unknown = sorted(set(layered) - known | set(demo_defaults) - known)
     if unknown:
         raise TypeError(f"unknown settings in DEFAULTS: {', '.join(unknown)}")
     parser.set_defaults(**layered)
     namespace = parser.parse_args(argv)
+    if namespace.demo and demo_defaults:
+        # The demo defaults follow the parsed --demo (`--demo`, `--demo=true`, `--demo true`; not `--demo false`).
+        parser.set_defaults(**demo_defaults)
+        namespace = parser.parse_args(argv)
     if namespace.fp16:
         parser.error("--fp16 is refused: T5 overflows in float16 (inf/NaN loss); use --bf16 or full precision")
     # The defaults as argparse converts them (a default string "no" parses to False), demo defaults included.
