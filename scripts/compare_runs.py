@@ -20,8 +20,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from reviewkit.common.cli import ArgumentParser
-from reviewkit.common.errors import TrackingError
+from reviewkit.common.cli import ArgumentParser, add_tracking_uri_flag
+from reviewkit.common.errors import UserError
 from reviewkit.common.files import atomic_write_text
 from reviewkit.common.paths import PROJECT_ROOT
 from reviewkit.common.redact import mask_uri
@@ -107,16 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     chosen = parser.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--runs", nargs="+", help="MLflow run ids, or training output directories, to compare")
     chosen.add_argument("--experiments", nargs="+", help="experiment names: the latest finished run of each")
-    parser.add_argument("--tracking_uri", default=None,
-                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the "
-                             "current directory)")
+    add_tracking_uri_flag(parser)
     parser.add_argument("--output_dir", default=str(PROJECT_ROOT / "images"), help="where NAME.md and NAME.png go")
     parser.add_argument("--name", default="compare_runs", help="file name (without extension) of the outputs")
     args = parser.parse_args(argv)
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     try:
         check_tracking_uri(tracking_uri)
-    except TrackingError as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     import mlflow

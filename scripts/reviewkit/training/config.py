@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
+from ..common.cli import TRACKING_URI_HELP
 from ..data.cleaning import parse_ratings_filter
 from ..tracking.conventions import run_name
 from .balance import BALANCE_MODES
@@ -57,9 +58,7 @@ class ExperimentConfig:
         "help": "comma-separated T5 modules to adapt: q,k,v,o,wi_0,wi_1,wo (with --lora)"})
     merge: bool = field(default=False, metadata={
         "help": "with --lora: also write a merged standalone model to OUTPUT_DIR/merged for generation"})
-    tracking_uri: str | None = field(default=None, metadata={
-        "help": "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the current "
-                "directory, MLflow's own default)"})
+    tracking_uri: str | None = field(default=None, metadata={"help": TRACKING_URI_HELP})
     log_model: bool = field(default=True, metadata={
         "help": "log the kept model (OUTPUT_DIR/final; for LoRA the adapter, with its base if that is a local "
                 "directory) to the MLflow run as a model MLflow can serve; this copies the weights into the "
