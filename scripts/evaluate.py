@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from reviewkit.common.cli import ArgumentParser, add_tracking_uri_flag, int_in
 from reviewkit.common.errors import InputError, UserError
+from reviewkit.common.markdown import markdown_table as table_markdown
 from reviewkit.common.redact import mask_uri
 from reviewkit.data.keywords import Lemmatizer
 from reviewkit.evaluation.cache import evaluation_reference
@@ -98,9 +99,7 @@ def format_table(table: dict[str, dict]) -> str:
 
 
 def markdown_table(table: dict[str, dict]) -> str:
-    lines = ["| rating | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 1) + "|"]
-    lines += [f"| {rating} | " + " | ".join(cells(values)) + " |" for rating, values in table.items()]
-    return "\n".join(lines)
+    return table_markdown(("rating", *HEADERS), ([rating, *cells(values)] for rating, values in table.items()))
 
 
 def add_realism(table: dict[str, dict], rows: list[dict], reviews: list[str], test: list[dict],

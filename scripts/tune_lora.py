@@ -50,6 +50,7 @@ from transformers import TrainerCallback
 
 from reviewkit.common.errors import InputError, NonFiniteLossError, TrainingError
 from reviewkit.common.files import atomic_write_text, file_digest
+from reviewkit.common.markdown import markdown_table
 from reviewkit.common.redact import mask_uri, redact, remember_secrets
 from reviewkit.tracking.conventions import source_tags
 from reviewkit.tracking.store import stored_run
@@ -398,15 +399,14 @@ def check_not_surplus(study, trial, wanted: int) -> None:
 
 def trials_table(study) -> str:
     names = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "learning_rate")
-    lines = ["| trial | state | objective (best eval_loss) | " + " | ".join(names) + " |",
-             "|---" * (len(names) + 3) + "|"]
+    rows = []
     for trial in study.trials:
         if trial.user_attrs.get("surplus"):
             continue
         value = f"{trial.value:.4f}" if trial.value is not None else "—"
         cells = [short_value(trial.params[n]) if n in trial.params else "—" for n in names]
-        lines.append(f"| {trial.number} | {trial.state.name} | {value} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append([trial.number, trial.state.name, value, *cells])
+    return markdown_table(("trial", "state", "objective (best eval_loss)", *names), rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
