@@ -20,9 +20,10 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from reviewkit.common.cli import ArgumentParser
-from reviewkit.common.errors import TrackingError
+from reviewkit.common.cli import ArgumentParser, add_tracking_uri_flag
+from reviewkit.common.errors import UserError
 from reviewkit.common.files import atomic_write_text
+from reviewkit.common.markdown import markdown_table
 from reviewkit.common.paths import PROJECT_ROOT
 from reviewkit.common.redact import mask_uri
 from reviewkit.evaluation.plotting import (RATING_GROUPS, bar_offset, describe_source, history, latest_evaluation,
@@ -63,17 +64,17 @@ def fmt(value, pattern="{:.3f}") -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| run | trainable / total params | epochs | best epoch | best eval_loss | eval_loss at best, ★1…★5 "
-            "| consistency ★1…★5, all | realism AUC ★1…★5, all | real-vs-real control AUC, all | wall time, min |")
-    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+    head = ("run", "trainable / total params", "epochs", "best epoch", "best eval_loss", "eval_loss at best, ★1…★5",
+            "consistency ★1…★5, all", "realism AUC ★1…★5, all", "real-vs-real control AUC, all", "wall time, min")
+    cells = []
     for r in rows:
         losses = " / ".join(fmt(r["eval_loss_by_rating"][k], "{:.2f}") for k in RATING_GROUPS[:-1])
         consistency = " / ".join(fmt(r["consistency"][k], "{:.2f}") for k in RATING_GROUPS)
         realism = " / ".join(fmt(r["realism"][k], "{:.2f}") for k in RATING_GROUPS)
-        lines.append(f"| {r['run']} | {r['trainable']:,} / {r['total']:,} | {r['epochs']} | {fmt(r['best_epoch'], '{}')} "
-                     f"| {fmt(r['best_eval_loss'], '{:.4f}')} | {losses} | {consistency} | {realism} "
-                     f"| {fmt(r['realism_control'], '{:.2f}')} | {fmt(r['wall_minutes'], '{:.1f}')} |")
-    return "\n".join(lines) + "\n"
+        cells.append([r["run"], f"{r['trainable']:,} / {r['total']:,}", r["epochs"], fmt(r["best_epoch"], "{}"),
+                      fmt(r["best_eval_loss"], "{:.4f}"), losses, consistency, realism,
+                      fmt(r["realism_control"], "{:.2f}"), fmt(r["wall_minutes"], "{:.1f}")])
+    return markdown_table(head, cells) + "\n"
 
 
 def plot(client, runs: list, rows: list[dict], path: Path) -> None:
@@ -107,16 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     chosen = parser.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--runs", nargs="+", help="MLflow run ids, or training output directories, to compare")
     chosen.add_argument("--experiments", nargs="+", help="experiment names: the latest finished run of each")
-    parser.add_argument("--tracking_uri", default=None,
-                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the "
-                             "current directory)")
+    add_tracking_uri_flag(parser)
     parser.add_argument("--output_dir", default=str(PROJECT_ROOT / "images"), help="where NAME.md and NAME.png go")
     parser.add_argument("--name", default="compare_runs", help="file name (without extension) of the outputs")
     args = parser.parse_args(argv)
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     try:
         check_tracking_uri(tracking_uri)
-    except TrackingError as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     import mlflow

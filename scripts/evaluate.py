@@ -26,8 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from reviewkit.common.cli import ArgumentParser, int_in
-from reviewkit.common.errors import DeviceError, ModelSourceError, TrackingError
+from reviewkit.common.cli import ArgumentParser, add_tracking_uri_flag, int_in
+from reviewkit.common.errors import InputError, UserError
+from reviewkit.common.markdown import markdown_table as table_markdown
 from reviewkit.common.redact import mask_uri
 from reviewkit.data.keywords import Lemmatizer
 from reviewkit.evaluation.cache import evaluation_reference
@@ -98,9 +99,7 @@ def format_table(table: dict[str, dict]) -> str:
 
 
 def markdown_table(table: dict[str, dict]) -> str:
-    lines = ["| rating | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 1) + "|"]
-    lines += [f"| {rating} | " + " | ".join(cells(values)) + " |" for rating, values in table.items()]
-    return "\n".join(lines)
+    return table_markdown(("rating", *HEADERS), ([rating, *cells(values)] for rating, values in table.items()))
 
 
 def add_realism(table: dict[str, dict], rows: list[dict], reviews: list[str], test: list[dict],
@@ -114,15 +113,12 @@ def add_realism(table: dict[str, dict], rows: list[dict], reviews: list[str], te
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_flags(parser)
     parser.add_argument("--data_dir", required=True, help="output directory of prepare_data.py")
     parser.add_argument("--num_prompts", type=int_in(1), default=200,
                         help="test prompts to generate for; at most the rows of the test split")
-    parser.add_argument("--tracking_uri", default=None,
-                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the "
-                             "current directory)")
+    add_tracking_uri_flag(parser)
     add_sampling_flags(parser)
     add_device_flag(parser)
     return parser.parse_args(argv)
@@ -132,20 +128,20 @@ def read_split(path: Path, columns: list[str]) -> pa.Table:
     try:
         return pq.read_table(path, columns=columns)
     except (OSError, pa.ArrowException) as exc:
-        raise ValueError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
 
 
 def load_inputs(args: argparse.Namespace, tracking_uri: str, device: GenerationDevice):
-    """(train split, test rows, model, tokenizer); TrackingError, ValueError or ModelSourceError with a reason."""
+    """(train split, test rows, model, tokenizer); a UserError with a reason."""
     data_dir = Path(args.data_dir)
     check_tracking_uri(tracking_uri)
     if not (data_dir / "train.parquet").is_file() or not (data_dir / "test.parquet").is_file():
-        raise ValueError(f"{data_dir} is not an output of prepare_data.py (train/test parquet missing)")
+        raise InputError(f"{data_dir} is not an output of prepare_data.py (train/test parquet missing)")
     print(f"loading the train and test splits of {data_dir}", file=sys.stderr)
     train = read_split(data_dir / "train.parquet", ["text", "rating"])
     test = with_empty_nulls(read_split(data_dir / "test.parquet", ["text", "rating", "rubrics", "keywords"]).to_pylist())
     if not test:
-        raise ValueError(f"the test split in {data_dir} is empty")
+        raise InputError(f"the test split in {data_dir} is empty")
     model, tokenizer = load_for_generation(args.model, args.base_model, device)
     return train, test, model, tokenizer
 
@@ -183,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         lengths = trained_lengths(args.model, args.max_new_tokens)
         train, test, model, tokenizer = load_inputs(args, tracking_uri, device)
         rows, prompts = draw_rows(args, test)
-    except (TrackingError, ValueError, ModelSourceError, DeviceError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     reference = evaluation_reference(Path(args.data_dir), train, [r["text"] for r in test],

@@ -9,13 +9,12 @@ an empty or null rubrics or keywords is empty. Its rows are counted from 1, afte
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from pathlib import Path
 
 from reviewkit.common.cli import ArgumentParser, check_output, int_in
-from reviewkit.common.errors import DeviceError, ModelSourceError
+from reviewkit.common.errors import InputError, UserError
 from reviewkit.common.files import atomic_path
 from reviewkit.model.device import resolve_device
 from reviewkit.model.generation import (add_device_flag, add_model_flags, add_sampling_flags, generate_reviews,
@@ -23,10 +22,10 @@ from reviewkit.model.generation import (add_device_flag, add_model_flags, add_sa
 
 
 def read_prompt_rows(path: str) -> list[dict]:
-    """Rows of rating, rubrics, keywords; ValueError with a one-line reason that names the file."""
+    """Rows of rating, rubrics, keywords; InputError with a one-line reason that names the file."""
     file = Path(path)
     if not file.is_file():
-        raise ValueError(f"prompts file not found: {path}")
+        raise InputError(f"prompts file not found: {path}")
     try:
         if file.suffix.lower() == ".parquet":
             import pyarrow as pa
@@ -35,21 +34,21 @@ def read_prompt_rows(path: str) -> list[dict]:
             try:
                 rows = pq.read_table(file).to_pylist()
             except pa.ArrowException as exc:
-                raise ValueError(f"cannot read prompts file {path}: {str(exc).splitlines()[0]}") from None
+                raise InputError(f"cannot read prompts file {path}: {str(exc).splitlines()[0]}") from None
         else:
             with open(file, encoding="utf-8-sig", newline="") as f:
                 rows = list(csv.DictReader(f))
     except UnicodeDecodeError as exc:
-        raise ValueError(f"prompts file {path} is not UTF-8 text (byte {exc.start})") from None
+        raise InputError(f"prompts file {path} is not UTF-8 text (byte {exc.start})") from None
     except csv.Error as exc:
-        raise ValueError(f"prompts file {path} is not a readable CSV: {exc}") from None
+        raise InputError(f"prompts file {path} is not a readable CSV: {exc}") from None
     except OSError as exc:
-        raise ValueError(f"cannot read prompts file {path}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot read prompts file {path}: {exc.strerror or exc}") from None
     if not rows:
-        raise ValueError(f"prompts file {path} has no rows")
+        raise InputError(f"prompts file {path} has no rows")
     missing = {"rating", "rubrics", "keywords"} - set(rows[0])
     if missing:
-        raise ValueError(f"prompts file {path} lacks column(s) {', '.join(sorted(missing))}")
+        raise InputError(f"prompts file {path} lacks column(s) {', '.join(sorted(missing))}")
     return rows
 
 
@@ -61,8 +60,7 @@ def write_reviews(path: str, prompts: list[str], reviews: list[list[str]]) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_flags(parser)
     parser.add_argument("--rating", help="rating 1-5 of one prompt")
     parser.add_argument("--rubrics", default="", help='rubrics of one prompt, e.g. "Кафе; Кофейня"')
@@ -88,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "--rating")]
         lengths = trained_lengths(args.model, args.max_new_tokens)
         model, tokenizer = load_for_generation(args.model, args.base_model, device)
-    except (ValueError, ModelSourceError, DeviceError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"generating on {device.description}", file=sys.stderr)  # stdout carries the reviews

@@ -38,14 +38,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from reviewkit.common.cli import ArgumentParser, int_in
+from reviewkit.common.errors import InputError
+from reviewkit.common.files import atomic_write_text
 from reviewkit.common.paths import PROJECT_ROOT
 
 # ---------------------------------------------------------------------------------------------
@@ -97,7 +98,7 @@ _VENUE_FORM = re.compile(r"<([^|>]*)\|([^|>]*)\|([^>]*)>")
 _LEFTOVER_MARKUP = re.compile(r"[\[\]<>{}\\\t\r\n]")
 
 
-class TemplateError(ValueError):
+class TemplateError(InputError):
     """The templates file is missing, not JSON, or not in the expected shape (one-line message)."""
 
 
@@ -635,38 +636,23 @@ def insert_duplicates(rng: random.Random, reviews: list[Review], n_dup: int, org
 
 def write_atomically(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = ("\n".join(lines) + "\n").encode("utf-8")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp creates 0600; use normal permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Generate the synthetic demo dataset (Yandex Geo Reviews 2023 TSKV format). "
         "All names, addresses and texts are invented; the same seed gives a byte-identical file.")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                         help="where to write the .tskv file, replaced atomically "
                         f"(default: {DEFAULT_OUTPUT.relative_to(PROJECT_ROOT)} "
                         "in the project root)")
-    parser.add_argument("--n_reviews", type=int, default=DEFAULT_N_REVIEWS,
+    parser.add_argument("--num_reviews", type=int_in(2), default=DEFAULT_N_REVIEWS,
                         help="number of lines to write, duplicates included; organizations scale "
                         f"with it, about one per {REVIEWS_PER_ORG:g} reviews "
                         f"(default: {DEFAULT_N_REVIEWS})")
+    parser.add_argument("--n_reviews", dest="num_reviews", type=int_in(2), default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)  # the old name, as docs and scripts may still spell it
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help="random seed; equal seeds give identical files "
                         f"(default: {DEFAULT_SEED})")
@@ -676,14 +662,12 @@ def main() -> None:
                         f"script (default: {DEFAULT_TEMPLATES.relative_to(PROJECT_ROOT)} "
                         "in the project root)")
     args = parser.parse_args()
-    if args.n_reviews < 2:
-        parser.error("--n_reviews must be at least 2")
     try:
         templates = load_templates(args.templates)
     except TemplateError as e:
         parser.error(f"--templates: {e}")
 
-    reviews, quirks = build_dataset(args.n_reviews, args.seed, templates)
+    reviews, quirks = build_dataset(args.num_reviews, args.seed, templates)
     write_atomically(args.output, [tskv_line(r.org, r.rating, r.text) for r in reviews])
 
     ratings = Counter(r.rating for r in reviews)

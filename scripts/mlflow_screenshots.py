@@ -1,7 +1,7 @@
 """Screenshots of MLflow's own UI for docs/mlflow.md: a runs table and one run's page, as a user opens them.
 
     python scripts/mlflow_screenshots.py                 # the demo's runs in ./mlflow.db -> docs/images/
-    python scripts/mlflow_screenshots.py --backend_store_uri sqlite:///mlflow.db --experiment train_t5
+    python scripts/mlflow_screenshots.py --tracking_uri sqlite:///mlflow.db --experiment train_t5
 
 Starts `mlflow server` on a free loopback port over the given store, then Debian's chromium
 headless (`--headless --no-sandbox --disable-gpu`, no background networking: this machine has no
@@ -20,9 +20,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from reviewkit.common.cli import ArgumentParser
+from reviewkit.common.cli import ArgumentParser, add_tracking_uri_flag
 from reviewkit.common.paths import PROJECT_ROOT
 from reviewkit.common.redact import mask_uri
+from reviewkit.tracking.store import resolve_tracking_uri
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -64,8 +65,7 @@ def screenshot(chromium: str, url: str, path: Path, width: int, height: int, wai
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend_store_uri", default="sqlite:///mlflow.db",
-                        help="the MLflow store to show (default: the demo's mlflow.db in the current directory)")
+    add_tracking_uri_flag(parser, "--backend_store_uri")  # the store to show; its old name stays as an alias
     parser.add_argument("--experiment", default="train_t5", help="experiment whose runs table and latest run are shown")
     parser.add_argument("--output_dir", default=str(PROJECT_ROOT / "docs" / "images"),
                         help="where mlflow_runs_table.png and mlflow_run_page.png are written")
@@ -73,19 +73,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="the chromium binary (Debian: apt-get install chromium)")
     parser.add_argument("--wait_ms", type=int, default=20000, help="time the page gets to render before the shot")
     args = parser.parse_args(argv)
+    args.tracking_uri = resolve_tracking_uri(args.tracking_uri)
     if not Path(args.chromium).is_file():
         print(f"error: chromium not found at {args.chromium} (Debian: apt-get install chromium)", file=sys.stderr)
         return 1
     import mlflow
 
-    client = mlflow.MlflowClient(args.backend_store_uri)
+    client = mlflow.MlflowClient(args.tracking_uri)
     experiment = client.get_experiment_by_name(args.experiment)
     # The training run itself, not an evaluate.py run nested under it.
     runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED' and "
                               f"tags.`mlflow.source.name` LIKE '%{args.experiment}.py'",
                               order_by=["attributes.start_time DESC"], max_results=1) if experiment else []
     if not runs:
-        print(f"error: no finished run of {args.experiment} in {mask_uri(args.backend_store_uri)}; train one first "
+        print(f"error: no finished run of {args.experiment} in {mask_uri(args.tracking_uri)}; train one first "
               f"(python scripts/train_t5.py --demo)", file=sys.stderr)
         return 1
     output_dir = Path(args.output_dir)
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            server = start_server(args.backend_store_uri, port, Path(tmp) / "server.log")
+            server = start_server(args.tracking_uri, port, Path(tmp) / "server.log")
         except RuntimeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -12,14 +12,13 @@ metric, is named in a warning; the exit code is 1 when nothing could be plotted.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from reviewkit.common.cli import ArgumentParser
-from reviewkit.common.errors import TrackingError
+from reviewkit.common.cli import ArgumentParser, add_tracking_uri_flag
+from reviewkit.common.errors import UserError
 from reviewkit.common.paths import PROJECT_ROOT
 from reviewkit.common.redact import mask_uri
 from reviewkit.evaluation.plotting import (describe_source, history, latest_evaluation, pick_run, plot_rating_measures,
@@ -98,11 +97,8 @@ def plot_validation_comparison(validation: dict[str, list[tuple[int, float]]], p
 
 
 def parse_args(argv: list[str] | None):
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--tracking_uri", default=None,
-                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the "
-                             "current directory)")
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_tracking_uri_flag(parser)
     parser.add_argument("--output_dir", default=str(PROJECT_ROOT / "images"), help="where the PNG files go")
     parser.add_argument("--t5_run_id", default=None, help="run of train_t5 (default: its latest finished run)")
     parser.add_argument("--lora_run_id", default=None, help="run of train_lora (default: its latest finished run)")
@@ -115,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     try:
         check_tracking_uri(tracking_uri)
-    except TrackingError as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     import mlflow

@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from reviewkit.common.cli import ArgumentParser, add_renamed_flag
-from reviewkit.common.errors import DataSourceError, PrepareError
+from reviewkit.common.errors import UserError
 from reviewkit.common.paths import PROJECT_ROOT
 from reviewkit.data.cleaning import CleaningConfig, parse_ratings_filter
 from reviewkit.data.loading import DEFAULT_HUB_ID
@@ -35,7 +35,7 @@ def parse_ratings(value: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     defaults, cleaning = PrepareConfig(), CleaningConfig()
     parser = ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=__doc__.split("\n\n")[0],
     )
     parser.add_argument(
         "--input", default=str(DEMO_INPUT),
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         report = prepare_dataset(args.input, args.output_dir, config, args.workers, progress=not args.no_progress)
-    except (DataSourceError, PrepareError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -27,8 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from reviewkit.common.cli import ArgumentParser, check_output, int_in
-from reviewkit.common.errors import DeviceError, ModelSourceError
+from reviewkit.common.cli import ArgumentParser, add_hidden_alias, check_output, int_in
+from reviewkit.common.errors import UserError
 from reviewkit.common.files import atomic_write_text, remove_stale_temporaries
 from reviewkit.common.paths import PROJECT_ROOT
 from reviewkit.marking.key import format_key, key_path_for
@@ -40,7 +40,7 @@ from reviewkit.model.generation import (SamplingSettings, add_device_flag, add_s
 
 
 
-class SampleError(Exception):
+class SampleError(UserError):
     """The sample cannot be made; the message is one line for the user."""
 
 
@@ -119,7 +119,7 @@ def draw_prompts(data_dir: str, n: int, rng: np.random.Generator) -> tuple[Path,
     if not test:
         raise SampleError(f"the test split in {data_dir} is empty")
     if n > len(test):
-        print(f"note: --n {n} is more than the {len(test)} rows of {test_path}: the sample has all {len(test)}",
+        print(f"note: --num_prompts {n} is more than the {len(test)} rows of {test_path}: the sample has all {len(test)}",
               file=sys.stderr)
     drawn = [int(i) for i in rng.choice(len(test), size=min(n, len(test)), replace=False)]
     return test_path, drawn, with_empty_nulls([test[i] for i in drawn])
@@ -128,7 +128,7 @@ def draw_prompts(data_dir: str, n: int, rng: np.random.Generator) -> tuple[Path,
 def prompts_of(test_path: Path, drawn: list[int], rows: list[dict]) -> list[str]:
     try:
         return [prompt_of(row, f"{test_path} row {i + 1}") for i, row in zip(drawn, rows)]
-    except ValueError as exc:
+    except UserError as exc:
         raise SampleError(str(exc)) from None
 
 
@@ -137,7 +137,7 @@ def generate_with(model_dir: str, args, prompts: list[str], settings: SamplingSe
     try:
         lengths = trained_lengths(model_dir, settings.max_new_tokens)
         model, tokenizer = load_for_generation(model_dir, args.base_model, device)
-    except (ModelSourceError, ValueError) as exc:
+    except UserError as exc:
         raise SampleError(str(exc)) from None
     return [texts[0] for texts in generate_reviews(model, tokenizer, prompts, settings, args.batch_size,
                                                    max_source_length=lengths.max_source_length)]
@@ -215,8 +215,7 @@ def several_models_sample(args, labels: list[str], test_path: Path, drawn: list[
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", required=True,
                         help="trained model directory (full model or LoRA adapter); repeat it to sample several "
                              "models on the same prompts")
@@ -228,8 +227,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="with several --model: shuffle all entries into one file that does not name the "
                              "models; the key goes to <output stem>.key.json")
     parser.add_argument("--data_dir", required=True, help="output directory of prepare_data.py (its test split)")
-    parser.add_argument("--n", type=int_in(1), default=100,
+    parser.add_argument("--num_prompts", type=int_in(1), default=100,
                         help="number of prompts (entries per model); at most the rows of the test split")
+    add_hidden_alias(parser, "--n", "num_prompts", type=int_in(1))
     parser.add_argument("--output", default="t5_sample.txt", help="file to write (its directory must exist)")
     add_sampling_flags(parser)
     add_device_flag(parser)
@@ -271,13 +271,13 @@ def main(argv: list[str] | None = None) -> int:
         for model_dir in args.model:  # every model's bound before the first one generates
             trained_lengths(model_dir, settings.max_new_tokens)
         labels = model_labels(args.model, args.label) if len(args.model) > 1 else []
-        test_path, drawn, rows = draw_prompts(args.data_dir, args.n, rng)
+        test_path, drawn, rows = draw_prompts(args.data_dir, args.num_prompts, rng)
         print(f"generating on {device.description}")
         if len(args.model) == 1:
             write_outputs(output, one_model_sample(args, test_path, drawn, rows, settings, device), None)
         else:
             write_outputs(output, *several_models_sample(args, labels, test_path, drawn, rows, settings, device, rng))
-    except (SampleError, DeviceError, ValueError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if len(args.model) == 1:

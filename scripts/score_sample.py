@@ -22,7 +22,7 @@ from itertools import combinations
 from pathlib import Path
 
 from reviewkit.common.cli import ArgumentParser
-from reviewkit.common.errors import KeyFileError
+from reviewkit.common.errors import KeyFileError, UserError
 from reviewkit.common.files import atomic_path, remove_stale_temporaries
 from reviewkit.marking.comparison import MCNEMAR, Comparison, compare, wilson_interval
 from reviewkit.marking.key import SampleKey, key_mismatch, key_path_for, read_key
@@ -31,7 +31,7 @@ from reviewkit.marking.sample_file import MARKS, Entry, Incomplete, SampleFile, 
 ANSWERS = {"1": "1", "0": "0", "s": "skip", "skip": "skip", "q": "quit", "quit": "quit"}
 
 
-class ScoreError(Exception):
+class ScoreError(UserError):
     """The sample or its key cannot be scored; the message is one line for the user."""
 
 
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         (mark if args.mark else score)(args.file, args.key)
-    except ScoreError as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

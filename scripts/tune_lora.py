@@ -48,31 +48,24 @@ from pathlib import Path
 from tqdm import tqdm
 from transformers import TrainerCallback
 
-from reviewkit.common.errors import NonFiniteLossError, TrainingError
+from reviewkit.common.errors import InputError, NonFiniteLossError, TrainingError
 from reviewkit.common.files import atomic_write_text, file_digest
+from reviewkit.common.markdown import markdown_table
 from reviewkit.common.redact import mask_uri, redact, remember_secrets
 from reviewkit.tracking.conventions import source_tags
 from reviewkit.tracking.store import stored_run
 from reviewkit.training.config import parse_config
 from reviewkit.training.recipe import load_data, run
 from reviewkit.training.search import TrialSeededTPE, check_study_name, enqueue_grid, settings_differences
+from train_lora import DEFAULTS as TRAIN_LORA_DEFAULTS, DEMO_DEFAULTS as TRAIN_LORA_DEMO_DEFAULTS
 
 EXPERIMENT = "tune_lora"
-# What every trial shares: train_lora.py's experiment, minus what the search draws.
-DEFAULTS = dict(
-    model_name_or_path="cointegrated/rut5-small",
-    output_dir="outputs/tune_lora",
-    num_train_epochs=15,
-    learning_rate=1e-3,
-    per_device_train_batch_size=32,
-    per_device_eval_batch_size=64,
-    max_source_length=64,
-    max_target_length=256,
-    lora=True,
-    lora_dropout=0.01,
-    seed=42,
-)
-DEMO_DEFAULTS = dict(num_train_epochs=4, learning_rate=2e-2, logging_steps=10, output_dir="outputs/demo/tune_lora")
+# What every trial shares: train_lora.py's experiment (its own DEFAULTS, so the two cannot drift), minus what the
+# search draws, in a directory of its own.
+SEARCHED = ("lora_r", "lora_alpha", "lora_target_modules")
+DEFAULTS = {**{name: value for name, value in TRAIN_LORA_DEFAULTS.items() if name not in SEARCHED},
+            "output_dir": "outputs/tune_lora"}
+DEMO_DEFAULTS = {**TRAIN_LORA_DEMO_DEFAULTS, "output_dir": "outputs/demo/tune_lora"}
 TARGET_CHOICES = ("q,v", "k,q,v", "q,k,v,o", "q,k,v,o,wi_0,wi_1,wo")
 RANKS = (2, 4, 8, 16, 32)
 ALPHAS = (1, 4, 8, 16, 32)
@@ -277,29 +270,29 @@ def open_storage(search: SearchSettings, output_dir: Path):
                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2)), True
         except Exception as exc:  # noqa: BLE001 - unknown scheme, missing driver, unreadable file: one answer
             if attempt == STORAGE_OPEN_ATTEMPTS:
-                raise ValueError(f"--storage {mask_uri(url)} cannot be used ({redact(str(exc).splitlines()[0])})"
+                raise InputError(f"--storage {mask_uri(url)} cannot be used ({redact(str(exc).splitlines()[0])})"
                                  ) from None
             time.sleep(1.0 * attempt)
 
 
 def journal_storage(location: str):
-    """An Optuna journal file at LOCATION; ValueError with one line when it cannot be one."""
+    """An Optuna journal file at LOCATION; InputError with one line when it cannot be one."""
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
     head = location.split("@")[0]
     if "@" in location and (":/" in head or "//" in head):
-        raise ValueError(f"--storage {mask_uri(location)} looks like a database URL without '://' "
+        raise InputError(f"--storage {mask_uri(location)} looks like a database URL without '://' "
                          "(as in postgresql://USER@HOST/DB)")
     path = Path(location)
     if path.is_dir():
-        raise ValueError(f"--storage {location} is a directory; give the path of a journal file in it")
+        raise InputError(f"--storage {location} is a directory; give the path of a journal file in it")
     if not path.parent.is_dir():
-        raise ValueError(f"--storage {location}: the directory {path.parent} does not exist")
+        raise InputError(f"--storage {location}: the directory {path.parent} does not exist")
     try:
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     except OSError as exc:
-        raise ValueError(f"--storage {location} cannot be used as a journal file ({exc.strerror or exc})") from None
+        raise InputError(f"--storage {location} cannot be used as a journal file ({exc.strerror or exc})") from None
 
 
 def open_study(storage, name: str, sampler, pruner):
@@ -346,7 +339,7 @@ def parent_run(client, study) -> str:
 
 
 def join_study(study, created: bool, settings: dict, search: SearchSettings, seed: int) -> None:
-    """Record the study's settings (its creator) or check this worker's against them (ValueError naming each
+    """Record the study's settings (its creator) or check this worker's against them (InputError naming each
     difference); a different --trials is said and becomes the study's count; --grid queues its points."""
     if not created:
         wait_for_creator(study)
@@ -356,7 +349,7 @@ def join_study(study, created: bool, settings: dict, search: SearchSettings, see
     else:
         differences = settings_differences(recorded, settings)
         if differences:
-            raise ValueError(f"this worker does not match study '{study.study_name}': {'; '.join(differences)}. "
+            raise InputError(f"this worker does not match study '{study.study_name}': {'; '.join(differences)}. "
                              "A new --study_name starts a new study")
     trials = study.user_attrs.get("trials")
     if trials is not None and trials != search.trials:
@@ -406,15 +399,14 @@ def check_not_surplus(study, trial, wanted: int) -> None:
 
 def trials_table(study) -> str:
     names = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "learning_rate")
-    lines = ["| trial | state | objective (best eval_loss) | " + " | ".join(names) + " |",
-             "|---" * (len(names) + 3) + "|"]
+    rows = []
     for trial in study.trials:
         if trial.user_attrs.get("surplus"):
             continue
         value = f"{trial.value:.4f}" if trial.value is not None else "—"
         cells = [short_value(trial.params[n]) if n in trial.params else "—" for n in names]
-        lines.append(f"| {trial.number} | {trial.state.name} | {value} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append([trial.number, trial.state.name, value, *cells])
+    return markdown_table(("trial", "state", "objective (best eval_loss)", *names), rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -445,7 +437,7 @@ def search_main(argv: list[str] | None) -> int:
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 
-    from reviewkit.common.errors import DatabaseError, OutputDirError, TrackingError
+    from reviewkit.common.errors import DatabaseError, UserError
     from reviewkit.common.files import ensure_output_dir
     from reviewkit.tracking.store import check_tracking_uri, resolve_tracking_uri
 
@@ -468,7 +460,7 @@ def search_main(argv: list[str] | None) -> int:
     except DatabaseError as exc:
         print(f"error: Optuna storage {redact(exc)}", file=sys.stderr)
         return 1
-    except (TrackingError, OutputDirError, TrainingError, ValueError) as exc:
+    except UserError as exc:
         print(f"error: {redact(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:

@@ -54,5 +54,5 @@ def test_a_broken_templates_file_is_a_one_line_error(tmp_path, content, expected
                              "--output", str(output)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == \
-        f"make_demo_data.py: error: --templates: {templates}: {expected}"
+        f"make_demo_data.py: error: --templates: {templates}: {expected} (see --help)"
     assert not output.exists()

@@ -175,7 +175,7 @@ def test_generate_says_where_it_generates_on_stderr(monkeypatch, tiny):
 
 def test_sample_records_the_device_in_its_header_and_key(tiny, tmp_path):
     output = tmp_path / "s.txt"
-    one = script_here("sample.py", "--model", tiny.model, "--data_dir", tiny.data, "--n", 3, "--max_new_tokens", 4,
+    one = script_here("sample.py", "--model", tiny.model, "--data_dir", tiny.data, "--num_prompts", 3, "--max_new_tokens", 4,
                       "--device", "cpu", "--output", output)
     assert one.returncode == 0, one.stderr[-3000:]
     assert CPU_FP32.fullmatch(one.stdout.splitlines()[0].removeprefix("generating on "))
@@ -183,7 +183,7 @@ def test_sample_records_the_device_in_its_header_and_key(tiny, tmp_path):
     assert "\n# Device: cpu (fp32)\n" in text
     assert len([e for e in parse_sample(text) if isinstance(e, Entry)]) == 3  # the strict reader skips it
     several = script_here("sample.py", "--model", tiny.model, "--model", tiny.adapter, "--base_model", tiny.model,
-                          "--label", "a", "--label", "b", "--data_dir", tiny.data, "--n", 2, "--max_new_tokens", 4,
+                          "--label", "a", "--label", "b", "--data_dir", tiny.data, "--num_prompts", 2, "--max_new_tokens", 4,
                           "--device", "cpu", "--output", output)
     assert several.returncode == 0, several.stderr[-3000:]
     assert "\n# Device: cpu (fp32)\n" in output.read_text(encoding="utf-8")

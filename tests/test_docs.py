@@ -44,7 +44,7 @@ PRELOAD = ("torch", "transformers", "transformers.training_args", "transformers.
 HELPER = r"""
 import importlib, json, os, runpy, sys, tempfile
 
-out_path, preload, scripts = sys.argv[1], sys.argv[2].split(","), sys.argv[3:]
+out_path, preload, flag, scripts = sys.argv[1], sys.argv[2].split(","), sys.argv[3], sys.argv[4:]
 for name in preload:
     try:
         importlib.import_module(name)
@@ -59,7 +59,7 @@ for script in scripts:
             code = 1
             try:
                 os.dup2(capture.fileno(), 1); os.dup2(capture.fileno(), 2)
-                sys.argv = [script, "--help"]
+                sys.argv = [script, flag]
                 runpy.run_path(script, run_name="__main__")
                 code = 0
             except SystemExit as exc:
@@ -146,8 +146,8 @@ COMMANDS = [(page, line, command, calls) for page in PAGES for line, command in 
             if (calls := script_calls(command))]
 
 
-def help_outputs(scripts: list[str]) -> dict[str, dict]:
-    """{script: {"returncode", "output"}} of `python SCRIPT --help`, run from the project root."""
+def help_outputs(scripts: list[str], flag: str = "--help") -> dict[str, dict]:
+    """{script: {"returncode", "output"}} of `python SCRIPT --help` (or another FLAG), run from the project root."""
     # `python SCRIPT` puts the script's directory on sys.path, runpy.run_path does not: the helper gets both
     # directories the quoted scripts live in.
     python_path = os.pathsep.join(filter(None, [str(ROOT / "scripts"), str(ROOT / "benchmarks"),
@@ -156,7 +156,7 @@ def help_outputs(scripts: list[str]) -> dict[str, dict]:
     if not hasattr(os, "fork"):
         results = {}
         for script in scripts:
-            done = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, env=env, capture_output=True,
+            done = subprocess.run([sys.executable, script, flag], cwd=ROOT, env=env, capture_output=True,
                                   text=True, timeout=300, check=False)
             results[script] = {"returncode": done.returncode, "output": done.stdout + done.stderr}
         return results
@@ -164,7 +164,8 @@ def help_outputs(scripts: list[str]) -> dict[str, dict]:
     os.close(handle)
     out = Path(name)
     try:
-        done = subprocess.run([sys.executable, "-c", HELPER, str(out), ",".join(PRELOAD), *scripts], cwd=ROOT,
+        done = subprocess.run([sys.executable, "-c", HELPER, str(out), ",".join(PRELOAD), flag, *scripts],
+                              cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=600, check=False)
         assert done.returncode == 0 and out.stat().st_size, f"the --help helper failed:\n{done.stderr[-3000:]}"
         return json.loads(out.read_text(encoding="utf-8"))

@@ -51,7 +51,7 @@ def two_models(tmp_path_factory):
 def run_sample(data, *args):
     import sample
 
-    return sample.main(["--data_dir", str(data), "--n", "6", "--seed", "3", "--max_new_tokens", "12",
+    return sample.main(["--data_dir", str(data), "--num_prompts", "6", "--seed", "3", "--max_new_tokens", "12",
                         *map(str, args)])
 
 
@@ -145,9 +145,9 @@ def test_blind_with_one_model_is_a_usage_error(tmp_path):
 def test_more_prompts_than_the_test_split_is_said_on_one_line(two_models, tmp_path, capsys):
     data, first, _ = two_models
     output = tmp_path / "all.txt"
-    assert run_sample(data, "--model", first, "--n", 20, "--output", output) == 0
-    notes = [line for line in capsys.readouterr().err.splitlines() if "--n" in line]
-    assert notes == [f"note: --n 20 is more than the {len(PROMPTS)} rows of {data / 'test.parquet'}: the sample has "
+    assert run_sample(data, "--model", first, "--num_prompts", 20, "--output", output) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "--num_prompts" in line]
+    assert notes == [f"note: --num_prompts 20 is more than the {len(PROMPTS)} rows of {data / 'test.parquet'}: the sample has "
                      f"all {len(PROMPTS)}"]
     assert len(parse_sample(output.read_text(encoding="utf-8"))) == len(PROMPTS)
 
@@ -159,7 +159,7 @@ def test_null_rubrics_and_keywords_in_the_test_split_read_as_empty(two_models, t
                              "keywords": pa.array([["кофе"], ["очередь"], None], pa.list_(pa.string()))}),
                    tmp_path / "data" / "test.parquet")
     output = tmp_path / "s.txt"
-    assert run_sample(tmp_path / "data", "--model", first, "--n", 3, "--output", output) == 0
+    assert run_sample(tmp_path / "data", "--model", first, "--num_prompts", 3, "--output", output) == 0
     entries = {(e.rating, e.rubrics, e.keywords) for e in parse_sample(output.read_text(encoding="utf-8"))}
     assert entries == {("5", "Кафе", "кофе"), ("1", "", "очередь"), ("4", "Банк", "")}
 
@@ -170,7 +170,7 @@ def test_a_bad_rating_in_the_test_split_names_its_row(two_models, tmp_path, caps
     pq.write_table(pa.table({"rating": pa.array([5, 9], pa.int8()), "rubrics": ["Кафе", "Банк"],
                              "keywords": pa.array([["кофе"], ["кредит"]], pa.list_(pa.string()))}),
                    tmp_path / "data" / "test.parquet")
-    assert run_sample(tmp_path / "data", "--model", first, "--n", 2, "--output", tmp_path / "s.txt") == 1
+    assert run_sample(tmp_path / "data", "--model", first, "--num_prompts", 2, "--output", tmp_path / "s.txt") == 1
     assert capsys.readouterr().err == (f"error: {tmp_path / 'data' / 'test.parquet'} row 2: rating must be an "
                                        f"integer from 1 to 5, got 9\n")
 

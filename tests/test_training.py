@@ -152,6 +152,24 @@ def test_fp16_is_refused_with_one_line(tmp_path):
     assert code == 2 and "fp16 is refused" in stderr and "Traceback" not in stderr
 
 
+@pytest.mark.parametrize("spelling, demo", [
+    (["--demo"], True), (["--demo=true"], True), (["--demo", "true"], True), (["--demo", "false"], False)])
+def test_the_demo_defaults_follow_the_parsed_demo_value(tmp_path, spelling, demo):
+    """The demo's epochs, learning rate and output directory come from the parsed --demo, however it is spelled."""
+    import runpy
+
+    from reviewkit.training.config import parse_config
+
+    module = runpy.run_path(str(SCRIPTS / "train_t5.py"), run_name="train_t5")
+    data = [] if demo else ["--data_dir", str(tmp_path / "data")]
+    config, args = parse_config("t", module["DEFAULTS"], module["DEMO_DEFAULTS"], [*spelling, *data])
+    chosen = module["DEMO_DEFAULTS"] if demo else module["DEFAULTS"]
+    assert config.demo is demo
+    assert (args.num_train_epochs, args.learning_rate, args.output_dir) == (
+        chosen["num_train_epochs"], chosen["learning_rate"], chosen["output_dir"])
+    assert args.logging_steps == (10 if demo else 50)
+
+
 def test_help_lists_the_trainer_flags_beside_the_experiment_ones():
     result = script_here("train_t5.py", "--help")
     assert result.returncode == 0

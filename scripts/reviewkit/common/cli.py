@@ -9,11 +9,45 @@ from pathlib import Path
 from typing import Callable
 
 
+TRACKING_URI_HELP = ("MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the current "
+                     "directory, MLflow's own default)")
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, unless it has none (None, a switch) or its help already tells it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or action.default is None or action.default is argparse.SUPPRESS
+                or action.nargs == 0 or "default" in text):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse.ArgumentParser printing `prog: error: message (see --help)` instead of usage + error; exit code 2."""
+    """argparse.ArgumentParser printing `prog: error: message (see --help)` instead of usage + error; exit code 2.
+
+    Its --help shows the options' defaults (DefaultsHelpFormatter).
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def add_tracking_uri_flag(parser: argparse.ArgumentParser, *aliases: str) -> None:
+    """--tracking_uri (and hidden `aliases`, old names of it), with the one help text every script shows."""
+    parser.add_argument("--tracking_uri", default=None, help=TRACKING_URI_HELP)
+    for alias in aliases:
+        parser.add_argument(alias, dest="tracking_uri", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def add_hidden_alias(parser: argparse.ArgumentParser, alias: str, dest: str, **kwargs) -> None:
+    """An old name of a renamed flag: it still works, --help shows only the new one."""
+    parser.add_argument(alias, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
 
 
 def add_renamed_flag(parser: argparse.ArgumentParser, old: str, new: str) -> None:

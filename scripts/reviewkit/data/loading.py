@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..common.errors import DataSourceError
+from ..common.errors import DataSourceError, first_line
 
 FIELDS = ("address", "name_ru", "rating", "rubrics", "text")
 REQUIRED_COLUMNS = ("rating", "text")
@@ -200,7 +200,7 @@ def _read_parquet(path: str) -> Iterator[RawRecord]:
             for row in batch.to_pylist():
                 yield RawRecord(fields={k: row.get(k) for k in FIELDS})
     except (pa.ArrowException, OSError) as exc:
-        raise DataSourceError(f"{path}: unreadable parquet file ({_first_line(exc)})") from None
+        raise DataSourceError(f"{path}: unreadable parquet file ({first_line(exc)})") from None
 
 
 def _read_hub(dataset_id: str) -> Iterator[RawRecord]:
@@ -229,8 +229,3 @@ def _check_columns(source: str, columns: list[str]) -> None:
         raise DataSourceError(
             f"{source}: missing column(s) {', '.join(missing)}; expected {','.join(FIELDS)}"
         )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

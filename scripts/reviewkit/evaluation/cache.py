@@ -25,6 +25,7 @@ from typing import Callable, Sequence, TypeVar
 import numpy as np
 import pyarrow as pa
 
+from ..common.errors import first_line
 from ..common.files import atomic_path, file_digest, remove_stale_temporaries
 from . import copy_check, rating_classifier
 from .copy_check import CopyIndex
@@ -142,10 +143,6 @@ def read_stored(path: Path, key: dict) -> tuple[dict[str, np.ndarray], dict]:
     if differences:
         raise StaleError(f"{path} was made from {'; '.join(differences)}")
     return arrays, record
-
-
-def first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else "no message"
 
 
 def write_stored(path: Path, arrays: dict[str, np.ndarray], record: dict) -> None:

@@ -29,6 +29,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from ..common.errors import InputError
+
 MARKING_RULE = ("Mark each entry: write 1 after 'mark:' if the review is realistic and fits its rating, "
                 "rubrics and keywords; write 0 otherwise.")
 FIELDS = ("model", "rating", "rubrics", "keywords", "review", "mark")
@@ -87,7 +89,7 @@ class SampleFile:
         return "".join(content + ending for content, ending in lines)
 
 
-class SampleFormatError(ValueError):
+class SampleFormatError(InputError):
     """A sample file with lines the reader cannot place; `errors` lists them ("line N: why")."""
 
     def __init__(self, errors: list[str]):

@@ -16,6 +16,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 
 from ..common.files import atomic_write_text
+from ..common.markdown import markdown_table
 from ..common.redact import redact
 from ..data.prompt import build_prompt
 from .generation import SamplingSettings
@@ -85,12 +86,7 @@ def _is_hub_id(name: str) -> bool:
 
 
 def _table(header: tuple[str, ...], rows) -> str:
-    def cell(value) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(header, rows)
 
 
 def _base_model_section(summary: dict, params: dict, adapter: bool) -> str:

@@ -19,7 +19,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from ..common.cli import float_above, int_in
-from ..common.errors import ModelSourceError
+from ..common.errors import InputError, ModelSourceError
 from ..data.cleaning import parse_rating
 from ..data.prompt import build_prompt
 from .device import CHOICES_HELP, GenerationDevice, device_choice
@@ -68,7 +68,7 @@ def trained_lengths(model_dir: str, max_new_tokens: int) -> TrainedLengths:
     """The model's trained lengths; ValueError when --max_new_tokens asks for reviews longer than it learned."""
     lengths = TrainedLengths.of(model_dir)
     if max_new_tokens > lengths.max_target_length:
-        raise ValueError(f"--max_new_tokens {max_new_tokens} is above the max_target_length "
+        raise InputError(f"--max_new_tokens {max_new_tokens} is above the max_target_length "
                          f"{lengths.max_target_length} that {model_dir} was trained with")
     return lengths
 
@@ -147,7 +147,7 @@ def prompt_of(row: dict, where: str) -> str:
     """The prompt of a row with rating, rubrics and keywords; ValueError naming `where` when its rating is not 1-5."""
     rating, reason = parse_rating(row["rating"])  # the cleaning rule: an integer from 1 to 5
     if reason:
-        raise ValueError(f"{where}: rating must be an integer from 1 to 5, got {row['rating']!r}")
+        raise InputError(f"{where}: rating must be an integer from 1 to 5, got {row['rating']!r}")
     return build_prompt(rating, row["rubrics"] or "", row["keywords"] or "")
 
 

@@ -23,7 +23,7 @@ import torch
 import transformers
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
-from ..common.errors import ModelSourceError
+from ..common.errors import ModelSourceError, first_line
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 
@@ -82,7 +82,7 @@ def load_model_and_tokenizer(
         try:
             model, tokenizer = _load(str(path), local_files_only=True)
         except Exception as exc:  # transformers, tokenizers and safetensors raise many types
-            raise ModelSourceError(f"cannot load model from {path}: {_first_line(exc)}") from None
+            raise ModelSourceError(f"cannot load model from {path}: {first_line(exc)}") from None
     elif _looks_local(name_or_path):
         reason = " (it is a file)" if path.exists() else ""
         raise ModelSourceError(f"model directory not found: {name_or_path}{reason}")
@@ -102,7 +102,7 @@ def _check_model_dir(path: Path) -> None:
     except FileNotFoundError:
         raise ModelSourceError(f"{path} has no config.json; not a saved model directory") from None
     except (OSError, ValueError) as exc:
-        raise ModelSourceError(f"{path}/config.json is unreadable: {_first_line(exc)}") from None
+        raise ModelSourceError(f"{path}/config.json is unreadable: {first_line(exc)}") from None
     if config.get("model_type") != "t5":
         raise ModelSourceError(f"{path} holds a '{config.get('model_type')}' model, not a T5 one")
     files = [f.name for f in path.iterdir() if f.is_file()]
@@ -126,7 +126,7 @@ def _load_from_hub(model_id: str) -> tuple:
         return _load(model_id, local_files_only=not reachable)
     except Exception as exc:  # the hub client raises many types
         if reachable:
-            reason = _first_line(exc)
+            reason = first_line(exc)
             raise ModelSourceError(f"cannot load model '{model_id}' from the Hugging Face hub: {reason}") from None
         raise ModelSourceError(
             f"cannot load model '{model_id}' from the Hugging Face hub (offline?): "
@@ -168,8 +168,3 @@ def _flag_separate_head(model: T5ForConditionalGeneration) -> None:
     """Make the config say what was loaded, so tie_weights()/resize_token_embeddings() keep the head apart."""
     if model.lm_head.weight is not model.shared.weight:
         model.config.tie_word_embeddings = False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

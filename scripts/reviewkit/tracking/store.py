@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from ..common.errors import DatabaseError, TrackingError
+from ..common.errors import DatabaseError, TrackingError, first_line
 from ..common.redact import mask_uri, redact, remember_secrets
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default: mlflow.db in the current directory
@@ -139,11 +139,6 @@ def limit_http_retries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-
-
-def first_line(exc: BaseException) -> str:
-    """The exception's first line, credentials masked: what a one-line error message quotes."""
-    return redact((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:300]
 
 
 def git_commit() -> str:

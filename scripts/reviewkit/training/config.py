@@ -4,7 +4,7 @@ Both are parsed by one `HfArgumentParser`, so every Trainer flag works under its
 (`--gradient_accumulation_steps`, `--lr_scheduler_type`, `--torch_compile`, ...) and `--help`
 lists it. The defaults are layered: transformers' own, then the project's (`TRAINING_DEFAULTS`,
 chosen for this model and data), then the experiment script's `DEFAULTS`, then its demo
-defaults under `--demo`, then the command line. All checks live here.
+defaults when the parsed --demo is true (`--demo`, `--demo=true`, `--demo true`), then the command line. All checks live here.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
+from ..common.cli import TRACKING_URI_HELP
 from ..data.cleaning import parse_ratings_filter
 from ..tracking.conventions import run_name
 from .balance import BALANCE_MODES
@@ -57,9 +58,7 @@ class ExperimentConfig:
         "help": "comma-separated T5 modules to adapt: q,k,v,o,wi_0,wi_1,wo (with --lora)"})
     merge: bool = field(default=False, metadata={
         "help": "with --lora: also write a merged standalone model to OUTPUT_DIR/merged for generation"})
-    tracking_uri: str | None = field(default=None, metadata={
-        "help": "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the current "
-                "directory, MLflow's own default)"})
+    tracking_uri: str | None = field(default=None, metadata={"help": TRACKING_URI_HELP})
     log_model: bool = field(default=True, metadata={
         "help": "log the kept model (OUTPUT_DIR/final; for LoRA the adapter, with its base if that is a local "
                 "directory) to the MLflow run as a model MLflow can serve; this copies the weights into the "
@@ -157,12 +156,16 @@ def parse_config(description: str, defaults: dict, demo_defaults: dict, argv: li
     types = (ExperimentConfig, Seq2SeqTrainingArguments, *extra)
     parser = ConfigParser(types, description=description)
     known = {f.name for t in types for f in dataclasses.fields(t)}
-    layered = {**training_defaults(), **defaults, **(demo_defaults if "--demo" in argv else {})}
-    unknown = sorted(set(layered) - known)
+    layered = {**training_defaults(), **defaults}
+    unknown = sorted(set(layered) - known | set(demo_defaults) - known)
     if unknown:
         raise TypeError(f"unknown settings in DEFAULTS: {', '.join(unknown)}")
     parser.set_defaults(**layered)
     namespace = parser.parse_args(argv)
+    if namespace.demo and demo_defaults:
+        # The demo defaults follow the parsed --demo (`--demo`, `--demo=true`, `--demo true`; not `--demo false`).
+        parser.set_defaults(**demo_defaults)
+        namespace = parser.parse_args(argv)
     if namespace.fp16:
         parser.error("--fp16 is refused: T5 overflows in float16 (inf/NaN loss); use --bf16 or full precision")
     # The defaults as argparse converts them (a default string "no" parses to False), demo defaults included.

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..common.errors import NonFiniteLossError, OutputDirError, TrackingError, TrainingError
+from ..common.errors import NonFiniteLossError, OutputDirError, TrackingError, TrainingError, UserError
 from ..common.files import atomic_write_text, ensure_output_dir
 from ..common.redact import mask_uri, redact
 from ..model.modeling import count_parameters
@@ -31,7 +31,7 @@ def main(experiment: str, description: str, defaults: dict, demo_defaults: dict,
     config, training_args = parse_config(description, defaults, demo_defaults, argv, run_name_prefix=experiment)
     try:
         summary = run(config, training_args, experiment)
-    except (TrainingError, NonFiniteLossError) as exc:
+    except UserError as exc:
         tqdm.write(f"error: {exc}", file=sys.stderr)  # on its own line even below a progress bar
         return 1
     except KeyboardInterrupt:
@@ -269,7 +269,7 @@ def log_model(config: ExperimentConfig, logger: MlflowLogger, summary: dict, fin
     if not config.log_model:
         return
     from ..model.mlflow_model import log_review_model
-    from ..tracking.store import first_line
+    from ..common.errors import first_line
 
     try:
         logged = log_review_model(logger.tracking_uri, logger.run_id, final_dir, summary["experiment"],
