@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU measurements of docs/performance.md in one run (on one H200: minutes, the real-size epoch last):
 # bench_train.py at batch 32 and 64, the project's setup with and without --torch_compile;
-# batched generation and evaluate.py end to end on the GPU (bf16 where it supports it); bench_scale.py.
+# batched generation and evaluate.py end to end on the GPU (bf16 where it supports it); the served model under
+# load (bench_serve.py); bench_scale.py.
 # Usage: bash benchmarks/gpu_check.sh   (after: pip install -r requirements.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,10 @@ if [[ "$first" == "$second" ]]; then
 else
   echo "same seed on the GPU: DIFFERENT reviews"
 fi
+
+# The served model on the GPU under load: `mlflow models serve` of the demo model and of ruT5-small's shape,
+# 1/4/16 clients of 1 and 16 records.
+python benchmarks/bench_serve.py --device cuda --requests 8 --max_new_tokens 128
 
 # train_t5.py's code path at the real size (500,000 synthetic rows, ~447k training examples): tokenising, time to
 # the first step, the sampler per epoch, validation per 1,000 rows, then one whole epoch (the longest part: minutes).
