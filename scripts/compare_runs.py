@@ -14,7 +14,6 @@ the run's end minus its start in MLflow: a resumed run's includes the time it wa
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from reviewkit.common.paths import PROJECT_ROOT
 from reviewkit.common.redact import mask_uri
 from reviewkit.evaluation.plotting import (RATING_GROUPS, bar_offset, describe_source, history, latest_evaluation,
                                            pick_run, rating_ticks, save)
-from reviewkit.tracking.store import RUN_ID_FILE, check_tracking_uri, resolve_tracking_uri
+from reviewkit.tracking.store import check_tracking_uri, resolve_tracking_uri, stored_run
 
 
 
@@ -123,9 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     client = mlflow.MlflowClient(tracking_uri)
     runs = []
     for wanted in args.runs or args.experiments:
-        run_file = Path(wanted) / RUN_ID_FILE
-        if args.runs and run_file.is_file():
-            wanted = json.loads(run_file.read_text(encoding="utf-8"))["run_id"]
+        if args.runs:
+            wanted = stored_run(wanted).get("run_id", wanted)
         try:
             run = pick_run(client, wanted, None) if args.experiments else client.get_run(wanted)
         except mlflow.exceptions.MlflowException as exc:

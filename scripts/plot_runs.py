@@ -23,6 +23,7 @@ from reviewkit.common.paths import PROJECT_ROOT
 from reviewkit.common.redact import mask_uri
 from reviewkit.evaluation.plotting import (describe_source, history, latest_evaluation, pick_run, plot_rating_measures,
                                            save)
+from reviewkit.tracking.epochs import pick_best_epoch
 from reviewkit.tracking.store import check_tracking_uri, resolve_tracking_uri
 
 # File name prefixes as the original work named its plots (lora_r12: LoRA on ratings 1 and 2).
@@ -38,7 +39,7 @@ def plot_epoch_metric(points, prefix: str, metric: str, label: str, path: Path, 
     epochs, values = zip(*points)
     axes.plot(epochs, values, marker="o")
     if best:
-        best_epoch, best_value = min(points, key=lambda p: p[1])
+        best_epoch, best_value = pick_best_epoch(points)
         axes.plot([best_epoch], [best_value], marker="*", markersize=16, color="tab:red", linestyle="none",
                   label=f"best epoch {best_epoch}: {best_value:.3f}")
         axes.legend()

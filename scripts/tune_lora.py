@@ -52,7 +52,7 @@ from reviewkit.common.errors import InputError, NonFiniteLossError, TrainingErro
 from reviewkit.common.files import atomic_write_text, file_digest
 from reviewkit.common.markdown import markdown_table
 from reviewkit.common.redact import mask_uri, redact, remember_secrets
-from reviewkit.tracking.conventions import source_tags
+from reviewkit.tracking.client import experiment_id, open_client, resume_run, start_run
 from reviewkit.tracking.store import stored_run
 from reviewkit.training.config import parse_config
 from reviewkit.training.recipe import load_data, run
@@ -324,16 +324,9 @@ def parent_run(client, study) -> str:
     """The search's MLflow run, named in the study by its creator (or by the first worker after a creator that
     died before naming it)."""
     stored = study.user_attrs.get("mlflow_parent") or {}
-    if stored.get("run_id"):
-        try:
-            client.update_run(stored["run_id"], status="RUNNING")
-            return stored["run_id"]
-        except Exception:  # noqa: BLE001 - the run is in another tracking store or was deleted: start a new one
-            pass
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
-    run_id = client.create_run(experiment_id, run_name=f"search {study.study_name}",
-                               tags=source_tags()).info.run_id
+    if resume_run(client, stored.get("run_id")):  # else in another tracking store or deleted: start a new one
+        return stored["run_id"]
+    run_id = start_run(client, experiment_id(client, EXPERIMENT), f"search {study.study_name}")
     study.set_user_attr("mlflow_parent", {"run_id": run_id})
     return run_id
 
@@ -433,7 +426,6 @@ def main(argv: list[str] | None = None) -> int:
 def search_main(argv: list[str] | None) -> int:
     config, training_args, search = parse_config(__doc__.split("\n\n")[0], DEFAULTS, DEMO_DEFAULTS, argv,
                                                  extra=(SearchSettings,))
-    import mlflow
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 
@@ -455,7 +447,7 @@ def search_main(argv: list[str] | None) -> int:
         pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
         study, created = open_study(storage, search.study_name, sampler, pruner)
         join_study(study, created, study_settings(config, training_args, search, data_dir), search, training_args.seed)
-        client = mlflow.MlflowClient(tracking_uri)
+        client = open_client(tracking_uri)
         parent_id = parent_run(client, study)
     except DatabaseError as exc:
         print(f"error: Optuna storage {redact(exc)}", file=sys.stderr)

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 
-from ..common.redact import mask_uri, redact
+from ..common.redact import redact
 from ..data.keywords import Lemmatizer
-from ..tracking.conventions import card_description, note_tag, source_tags
-from ..tracking.store import stored_run
+from ..tracking.client import experiment_id, masked_params, open_client, run_in_store, start_run
+from ..tracking.conventions import card_description, note_tag
 from .plotting import plot_rating_measures
 from .quality import keyword_coverage
 
@@ -46,39 +46,28 @@ def review_rows(rows: list[dict], prompts: list[str], reviews: list[str], predic
 
 def training_run(client, model_dir: Path, tracking_uri: str) -> str | None:
     """The id of the run that trained the model, if it is in this tracking store."""
-    stored = stored_run(Path(model_dir).parent)
-    if not stored.get("run_id") or mask_uri(stored.get("tracking_uri")) != mask_uri(tracking_uri):
-        return None
-    try:
-        client.get_run(stored["run_id"])
-    except Exception:  # noqa: BLE001 - MlflowException: deleted or unknown in this store
-        return None
-    return stored["run_id"]
+    return run_in_store(client, Path(model_dir).parent, tracking_uri)
 
 
 def log_evaluation(tracking_uri: str, model_dir: Path, table: dict, params: dict, reviews: dict,
                    summary_markdown: str) -> tuple[str, str | None]:
     """(evaluate run id, training run id or None): measures, per-review table and chart in one finished run."""
-    import mlflow
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Metric
 
-    client = mlflow.MlflowClient(tracking_uri)
+    client = open_client(tracking_uri)
     parent = training_run(client, model_dir, tracking_uri)
-    tags = {**source_tags(), **note_tag(summary_markdown)}
     if parent:
         parent_run = client.get_run(parent)
-        experiment_id = parent_run.info.experiment_id
-        tags["mlflow.parentRunId"] = parent
+        experiment = parent_run.info.experiment_id
         name = f"evaluate · {parent_run.info.run_name}"
     else:
-        experiment = client.get_experiment_by_name("evaluate")
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment("evaluate")
+        experiment = experiment_id(client, "evaluate")
         name = f"evaluate · {Path(model_dir).name}"
-    run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    run_id = start_run(client, experiment, name, tags=note_tag(summary_markdown), parent_run_id=parent)
     now = int(time.time() * 1000)
     metrics = [Metric(f"auto_{measure}_{rating}", float(value), now, 0)
                for rating, values in table.items() for measure, value in values.items()]
-    client.log_batch(run_id, metrics=metrics, params=[Param(k, redact(v)) for k, v in params.items()])
+    client.log_batch(run_id, metrics=metrics, params=masked_params(params))
     client.log_table(run_id, data=reviews, artifact_file=REVIEWS_TABLE)
     with tempfile.TemporaryDirectory() as tmp:
         chart = Path(tmp) / CHART
@@ -92,8 +81,6 @@ def log_evaluation(tracking_uri: str, model_dir: Path, table: dict, params: dict
 
 def describe_training_run(tracking_uri: str, run_id: str, card_text: str) -> None:
     """The training run's description becomes the model card with its new evaluation section."""
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri)
+    client = open_client(tracking_uri)
     for key, value in note_tag(redact(card_description(card_text))).items():
         client.set_tag(run_id, key, value)

@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from ..common.errors import DatabaseError, TrackingError, first_line
+from ..common.files import atomic_write_text
 from ..common.redact import mask_uri, redact, remember_secrets
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default: mlflow.db in the current directory
@@ -129,6 +130,12 @@ def stored_run(output_dir: str | os.PathLike) -> dict:
     """OUTPUT_DIR/mlflow_run.json of a training run: its MLflow `run_id` and masked `tracking_uri`; {} if none."""
     path = Path(output_dir) / RUN_ID_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def store_run(output_dir: str | os.PathLike, tracking_uri: str, run_id: str) -> None:
+    """Write OUTPUT_DIR/mlflow_run.json, which `stored_run` reads: the run id and the tracking URI masked."""
+    atomic_write_text(Path(output_dir) / RUN_ID_FILE,
+                      json.dumps({"tracking_uri": mask_uri(tracking_uri), "run_id": run_id}) + "\n")
 
 
 def limit_http_retries() -> None:

@@ -18,6 +18,7 @@ from ..common.errors import NonFiniteLossError, OutputDirError, TrackingError, T
 from ..common.files import atomic_write_text, ensure_output_dir
 from ..common.redact import mask_uri, redact
 from ..model.modeling import count_parameters
+from ..tracking.epochs import eval_losses, pick_best_epoch
 from ..tracking.logger import MlflowLogger
 from ..tracking.store import check_tracking_uri, resolve_tracking_uri
 from .checkpoints import last_complete_checkpoint
@@ -248,8 +249,8 @@ def save_model(trainer, tokenizer, config: ExperimentConfig, output_dir: Path) -
 
 
 def summarize(trainer, config: ExperimentConfig, experiment: str, logger: MlflowLogger, data_dir: Path) -> dict:
-    evals = [(round(e["epoch"]), e["eval_loss"]) for e in trainer.state.log_history if "eval_loss" in e]
-    best_epoch, best_loss = min(evals, key=lambda pair: pair[1])
+    evals = eval_losses(trainer.state.log_history)
+    best_epoch, best_loss = pick_best_epoch(evals)
     return {"experiment": experiment, "run_id": logger.run_id, "tracking_uri": logger.shown_uri,
             "model_name_or_path": logger.params["model_id"], "demo": config.demo, "data_dir": str(data_dir),
             "eval_loss": {str(e): v for e, v in evals}, "best_epoch": best_epoch, "best_eval_loss": best_loss,
