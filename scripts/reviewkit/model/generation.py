@@ -97,8 +97,8 @@ def load_for_generation(model_dir: str, base_model: str | None, device: Generati
         model = PeftModel.from_pretrained(model, str(path))
     except (RuntimeError, ValueError, KeyError) as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-        first_line = next((line for line in lines if line.startswith("size mismatch")), lines[0])
-        raise ModelSourceError(f"the adapter in {model_dir} does not fit base model {base}: {first_line}") from None
+        reason = next((line for line in lines if line.startswith("size mismatch")), lines[0])
+        raise ModelSourceError(f"the adapter in {model_dir} does not fit base model {base}: {reason}") from None
     # Cast as a whole after attaching the adapter: PEFT keeps adapter weights in fp32 on a bf16 base.
     return model.to(device.device, device.dtype).eval(), tokenizer
 
