@@ -36,7 +36,6 @@ Malformed lines are never written here; broken inputs live in the test fixtures.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
@@ -44,7 +43,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from reviewkit.common.cli import ArgumentParser, int_in
+from reviewkit.common.cli import ArgumentParser, add_hidden_alias, int_in
 from reviewkit.common.errors import InputError
 from reviewkit.common.files import atomic_write_text
 from reviewkit.common.paths import PROJECT_ROOT
@@ -651,8 +650,7 @@ def main() -> None:
                         help="number of lines to write, duplicates included; organizations scale "
                         f"with it, about one per {REVIEWS_PER_ORG:g} reviews "
                         f"(default: {DEFAULT_N_REVIEWS})")
-    parser.add_argument("--n_reviews", dest="num_reviews", type=int_in(2), default=argparse.SUPPRESS,
-                        help=argparse.SUPPRESS)  # the old name, as docs and scripts may still spell it
+    add_hidden_alias(parser, "--n_reviews", "num_reviews", type=int_in(2))  # as docs and scripts may still spell it
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help="random seed; equal seeds give identical files "
                         f"(default: {DEFAULT_SEED})")

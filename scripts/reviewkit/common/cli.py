@@ -42,7 +42,7 @@ def add_tracking_uri_flag(parser: argparse.ArgumentParser, *aliases: str) -> Non
     """--tracking_uri (and hidden `aliases`, old names of it), with the one help text every script shows."""
     parser.add_argument("--tracking_uri", default=None, help=TRACKING_URI_HELP)
     for alias in aliases:
-        parser.add_argument(alias, dest="tracking_uri", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        add_hidden_alias(parser, alias, "tracking_uri")
 
 
 def add_hidden_alias(parser: argparse.ArgumentParser, alias: str, dest: str, **kwargs) -> None:
