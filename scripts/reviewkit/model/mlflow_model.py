@@ -79,7 +79,6 @@ PARAM_CHECKS = {"temperature": float_above(0), "top_p": float_above(0, 1), "top_
                 "no_repeat_ngram_size": int_in(0), "max_new_tokens": int_in(1), "seed": int_in(0, SEED_MAX)}
 _DEFAULTS = SamplingSettings()
 SIGNATURE = ModelSignature(
-    # AnyType: rubrics and keywords may each be a string or a list of strings.
     # AnyType: MLflow passes each value as sent. With "long" it turned 5.5, 1.9 and true into 5, 1 and 1
     # before checked_row could refuse them. Rubrics and keywords may each be a string or a list of strings.
     inputs=Schema([ColSpec(AnyType(), "rating"), ColSpec(AnyType(), "rubrics"), ColSpec(AnyType(), "keywords")]),
