@@ -151,6 +151,14 @@ def postgres():
 
 
 @pytest.fixture(scope="session")
+def command_outputs():
+    """Every command's --help and every script's unknown-flag answer (tests/command_help.py), run once."""
+    from command_help import help_and_unknown_flag_outputs
+
+    return help_and_unknown_flag_outputs()
+
+
+@pytest.fixture(scope="session")
 def lemmatizer():
     from reviewkit.data.keywords import Lemmatizer
 
@@ -163,7 +171,7 @@ def pytest_configure(config):
 
 
 # Costly fixtures that several tests share; pytest.ini's `--dist loadgroup` sends each one's tests to one worker.
-SHARED_FIXTURES = ("fresh_clone", "demo_runs", "server", "search", "script_flags", "postgres")
+SHARED_FIXTURES = ("fresh_clone", "demo_runs", "server", "search", "command_outputs", "postgres")
 
 
 def dispatch_order(item) -> int:

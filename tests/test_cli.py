@@ -3,17 +3,10 @@
 import re
 
 import pytest
-from conftest import SCRIPTS
-from test_docs import help_outputs
+from command_help import SCRIPTS as ALL_SCRIPTS
+from command_help import UNKNOWN_FLAG
 
-ALL_SCRIPTS = sorted(f"scripts/{path.name}" for path in SCRIPTS.glob("*.py"))
 NO_DEFAULTED_FLAGS = {"scripts/score_sample.py"}  # FILE, --key KEY (none: the usual name) and the switch --mark
-
-
-@pytest.fixture(scope="module")
-def outputs() -> dict[str, dict[str, dict]]:
-    """{flag: {script: {"returncode", "output"}}} for --help and an unknown flag, each script run once per flag."""
-    return {flag: help_outputs(ALL_SCRIPTS, flag) for flag in ("--help", "--no_such_flag")}
 
 
 def test_every_script_is_covered():
@@ -21,8 +14,8 @@ def test_every_script_is_covered():
 
 
 @pytest.mark.parametrize("script", ALL_SCRIPTS)
-def test_a_bad_flag_is_one_line_and_exit_2(outputs, script):
-    result = outputs["--no_such_flag"][script]
+def test_a_bad_flag_is_one_line_and_exit_2(command_outputs, script):
+    result = command_outputs[UNKNOWN_FLAG][script]
     lines = [line for line in result["output"].splitlines() if line.strip()]
     assert result["returncode"] == 2, result["output"][-2000:]
     assert len(lines) == 1 and re.match(rf"{re.escape(script.split('/')[1])}: error: ", lines[0]), \
@@ -30,8 +23,8 @@ def test_a_bad_flag_is_one_line_and_exit_2(outputs, script):
 
 
 @pytest.mark.parametrize("script", ALL_SCRIPTS)
-def test_help_shows_the_defaults(outputs, script):
-    result = outputs["--help"][script]
+def test_help_shows_the_defaults(command_outputs, script):
+    result = command_outputs["--help"][script]
     assert result["returncode"] == 0, result["output"][-2000:]
     assert ("(default:" in result["output"]) is (script not in NO_DEFAULTED_FLAGS), result["output"]
 

@@ -9,22 +9,13 @@
 - Every docs/*.md is linked from README.md, and every relative link or image in README.md and
   docs/*.md points to a file or directory that exists.
 
-Each script's `--help` runs once. Importing torch and transformers costs 5-15 s per script, so one
-helper process (this interpreter, sys.executable) imports the heavy libraries once and forks a
-child per script: the child runs the script as `__main__` with `--help`, its own sys.argv, and
-its own stdout, so one script's state cannot leak into another's output. Where os.fork does not
-exist, each script runs as its own subprocess instead.
+Each script's `--help` runs once a session, beside test_cli's runs (tests/command_help.py).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shlex
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -36,49 +27,6 @@ SCRIPT = re.compile(r"^(?:\./)?((?:scripts|benchmarks)/\w+\.py)$")
 LAUNCHERS = {"python", "python3", "torchrun"}
 # A flag whose remaining arguments another script's parser reads: (script, flag) -> that script.
 FORWARDED = {("benchmarks/bench_train.py", "--project_flags"): "scripts/train_t5.py"}
-# Libraries the scripts import at start-up, imported once before the helper forks.
-PRELOAD = ("torch", "transformers", "transformers.training_args", "transformers.trainer", "peft", "datasets",
-           "sklearn.feature_extraction.text", "sklearn.linear_model", "scipy.stats", "pyarrow.parquet",
-           "matplotlib.figure", "pymorphy3", "mlflow", "optuna")
-
-HELPER = r"""
-import importlib, json, os, runpy, sys, tempfile
-
-out_path, preload, flag, scripts = sys.argv[1], sys.argv[2].split(","), sys.argv[3], sys.argv[4:]
-for name in preload:
-    try:
-        importlib.import_module(name)
-    except Exception:
-        pass
-results = {}
-for script in scripts:
-    with tempfile.TemporaryFile() as capture:
-        sys.stdout.flush(); sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.dup2(capture.fileno(), 1); os.dup2(capture.fileno(), 2)
-                sys.argv = [script, flag]
-                runpy.run_path(script, run_name="__main__")
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-                if isinstance(exc.code, str):
-                    print(exc.code, file=sys.stderr)
-            except BaseException:
-                import traceback
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush(); sys.stderr.flush()
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        capture.seek(0)
-        results[script] = {"returncode": os.waitstatus_to_exitcode(status),
-                           "output": capture.read().decode("utf-8", "replace")}
-with open(out_path, "w", encoding="utf-8") as f:
-    json.dump(results, f)
-"""
 
 
 def fenced_commands(page: Path) -> list[tuple[int, str]]:
@@ -146,33 +94,6 @@ COMMANDS = [(page, line, command, calls) for page in PAGES for line, command in 
             if (calls := script_calls(command))]
 
 
-def help_outputs(scripts: list[str], flag: str = "--help") -> dict[str, dict]:
-    """{script: {"returncode", "output"}} of `python SCRIPT --help` (or another FLAG), run from the project root."""
-    # `python SCRIPT` puts the script's directory on sys.path, runpy.run_path does not: the helper gets both
-    # directories the quoted scripts live in.
-    python_path = os.pathsep.join(filter(None, [str(ROOT / "scripts"), str(ROOT / "benchmarks"),
-                                                os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "PYTHONWARNINGS": "ignore", "PYTHONPATH": python_path}
-    if not hasattr(os, "fork"):
-        results = {}
-        for script in scripts:
-            done = subprocess.run([sys.executable, script, flag], cwd=ROOT, env=env, capture_output=True,
-                                  text=True, timeout=300, check=False)
-            results[script] = {"returncode": done.returncode, "output": done.stdout + done.stderr}
-        return results
-    handle, name = tempfile.mkstemp(suffix=".json", prefix="docs_help_")
-    os.close(handle)
-    out = Path(name)
-    try:
-        done = subprocess.run([sys.executable, "-c", HELPER, str(out), ",".join(PRELOAD), flag, *scripts],
-                              cwd=ROOT,
-                              env=env, capture_output=True, text=True, timeout=600, check=False)
-        assert done.returncode == 0 and out.stat().st_size, f"the --help helper failed:\n{done.stderr[-3000:]}"
-        return json.loads(out.read_text(encoding="utf-8"))
-    finally:
-        out.unlink(missing_ok=True)
-
-
 def listed_flags(help_text: str) -> set[str]:
     """The long options a --help output defines: the invocation part of each option line, aliases included."""
     flags = set()
@@ -184,15 +105,15 @@ def listed_flags(help_text: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def script_flags() -> dict[str, set[str] | str]:
-    """{script: the flags its --help lists}, or {script: the error} when --help failed; each --help runs once."""
+def script_flags(command_outputs) -> dict[str, set[str] | str]:
+    """{script: the flags its --help lists}, or {script: the error} when --help failed."""
     needed = sorted({target for _, _, _, calls in COMMANDS for script, arguments in calls
                      for target, _ in checks(script, arguments)})
     missing = [script for script in needed if not (ROOT / script).is_file()]
     present = [script for script in needed if script not in missing]
-    results = help_outputs(present) if present else {}
     flags: dict[str, set[str] | str] = {script: "the file does not exist" for script in missing}
-    for script, result in results.items():
+    for script in present:
+        result = command_outputs["--help"][script]
         if result["returncode"] != 0:
             flags[script] = f"`python {script} --help` exited {result['returncode']}:\n{result['output'][-2000:]}"
         else:

@@ -92,9 +92,9 @@ def test_a_worker_with_other_settings_refuses_to_join_and_names_each_difference(
                                               (signal.SIGINT, 130, "interrupted")])
 def test_a_stopped_worker_fails_its_trial_kills_its_run_and_says_one_line(tmp_path, stop, code, said):
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [SCRIPTS / "tune_lora.py", "--demo", "--num_train_epochs", 2, "--max_train_samples", 200, "--output_dir",
-            tmp_path / "tune", "--tracking_uri", tracking, "--trials", 2]
-    worker = run_python(*args, wait=False)
+    args = ["--demo", "--num_train_epochs", 2, "--max_train_samples", 200, "--output_dir", tmp_path / "tune",
+            "--tracking_uri", tracking, "--trials", 2]
+    worker = run_python(SCRIPTS / "tune_lora.py", *args, wait=False)
     deadline = time.monotonic() + 300
     while not list((tmp_path / "tune").glob("trial-0/mlflow_run.json")):  # the first trial is training
         assert worker.poll() is None and time.monotonic() < deadline, worker.stderr.read()[-3000:]
@@ -110,7 +110,7 @@ def test_a_stopped_worker_fails_its_trial_kills_its_run_and_says_one_line(tmp_pa
     runs = client.search_runs([client.get_experiment_by_name("tune_lora").experiment_id])
     assert sorted((r.info.run_name, r.info.status) for r in runs) == [("search tune_lora", "KILLED"),
                                                                       ("trial 0", "KILLED")]
-    resumed = run_python(*args)
+    resumed = script_here("tune_lora.py", *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     runs = client.search_runs([client.get_experiment_by_name("tune_lora").experiment_id])
     assert [r.info.status for r in runs if r.info.run_name == "search tune_lora"] == ["FINISHED"]

@@ -123,34 +123,37 @@ def test_training_tracked_straight_to_postgres_reads_back_and_leaks_nothing(post
     assert mlflow_leaks(uri, tmp_path.parent / f"{tmp_path.name}-artifacts") == {}
 
 
-@pytest.mark.parametrize("script_name", ["train_t5.py", "train_lora.py"])
-def test_training_through_mlflow_server_backed_by_postgres(postgres, tmp_path, script_name):
-    backend = postgres.create_database(f"server_{script_name.removesuffix('.py')}")
-    server = TrackingServer(tmp_path / "server", backend_store_uri=backend)
-    (tmp_path / "server").mkdir()
+@pytest.fixture(scope="module")
+def postgres_server(postgres, tmp_path_factory):
+    """`mlflow server` with its backend store in PostgreSQL, as docs/team.md starts it; one for both scripts."""
+    server = TrackingServer(tmp_path_factory.mktemp("server"), backend_store_uri=postgres.create_database("server"))
     server.start()
-    try:
-        # Credentials in the server URI, as for a server behind basic auth (this one ignores them).
-        with_credentials = server.uri.replace("http://", f"http://viewer:{HTTP_PASSWORD}@")
-        result = script(script_name, *DEMO, "--num_train_epochs", 2, "--output_dir", tmp_path / "run",
-                        "--tracking_uri", with_credentials, env=run_env(), cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-3000:]
-        client = mlflow.MlflowClient(server.uri)
-        run_id = json.loads((tmp_path / "run" / "mlflow_run.json").read_text(encoding="utf-8"))["run_id"]
-        run = client.get_run(run_id)
-        assert run.info.status == "FINISHED" and run.data.params["num_train_epochs"] == "2.0"
-        assert run.data.params["tracking_uri"] == server.uri.replace("http://", "http://viewer:***@")
-        for metric in ("eval_loss", "train_loss"):
-            assert [m.step for m in client.get_metric_history(run_id, metric)] == [1, 2]
-        assert {"summary.json", "report.json"} <= {a.path for a in client.list_artifacts(run_id)}
-        assert any((tmp_path / "server" / "artifacts").rglob("summary.json"))  # in the server's artifact store
-        assert not leaks(result.stdout + result.stderr)
-        assert leaking_files(tmp_path / "run") == {}
-        assert mlflow_leaks(server.uri, tmp_path / "downloaded") == {}
-        # The same run, read straight from the server's PostgreSQL database.
-        assert mlflow.MlflowClient(backend).get_run(run_id).data.params["num_train_epochs"] == "2.0"
-    finally:
-        server.kill()
+    yield server
+    server.kill()
+
+
+@pytest.mark.parametrize("script_name", ["train_t5.py", "train_lora.py"])
+def test_training_through_mlflow_server_backed_by_postgres(postgres_server, tmp_path, script_name):
+    server = postgres_server
+    # Credentials in the server URI, as for a server behind basic auth (this one ignores them).
+    with_credentials = server.uri.replace("http://", f"http://viewer:{HTTP_PASSWORD}@")
+    result = script(script_name, *DEMO, "--num_train_epochs", 2, "--output_dir", tmp_path / "run",
+                    "--tracking_uri", with_credentials, env=run_env(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = mlflow.MlflowClient(server.uri)
+    run_id = json.loads((tmp_path / "run" / "mlflow_run.json").read_text(encoding="utf-8"))["run_id"]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.params["num_train_epochs"] == "2.0"
+    assert run.data.params["tracking_uri"] == server.uri.replace("http://", "http://viewer:***@")
+    for metric in ("eval_loss", "train_loss"):
+        assert [m.step for m in client.get_metric_history(run_id, metric)] == [1, 2]
+    assert {"summary.json", "report.json"} <= {a.path for a in client.list_artifacts(run_id)}
+    assert any((server.root / "artifacts").rglob(f"{run_id}/artifacts/summary.json"))  # in the server's store
+    assert not leaks(result.stdout + result.stderr)
+    assert leaking_files(tmp_path / "run") == {}
+    assert mlflow_leaks(server.uri, tmp_path / "downloaded") == {}
+    # The same run, read straight from the server's PostgreSQL database.
+    assert mlflow.MlflowClient(server.backend_store_uri).get_run(run_id).data.params["num_train_epochs"] == "2.0"
 
 
 @pytest.mark.parametrize("case", ["wrong password", "database down"])
