@@ -247,23 +247,39 @@ def test_a_rerun_of_the_finished_command_logs_no_second_model(t5_run):
     assert f"MLflow model models:/{first} logged, registered as {REGISTERED} version 1" in again.stdout
 
 
-@pytest.mark.slow  # a second process: `mlflow models serve` imports torch and mlflow and loads the model
-def test_mlflow_models_serve_answers_one_review_per_record_and_survives_bad_records(t5_run, tmp_path):
-    server = ModelServer(f"models:/{REGISTERED}/1", tmp_path / "serve.log", tool_env({"MLFLOW_TRACKING_URI": t5_run.tracking_uri}))
-    try:
-        server.wait_until_up()
-        good = {"dataframe_records": [{"rating": 5, "rubrics": "Кафе", "keywords": "кофе"},
-                                      {"rating": 2, "rubrics": "Кафе;Бар", "keywords": ["пиво", "шумно"]}],
-                "params": {"max_new_tokens": 16, "seed": 3}}
-        status, answer = server.post(good)
-        assert status == 200 and len(answer["predictions"]) == 2 and all(answer["predictions"])
-        status, error = server.post({"dataframe_records": [{"rating": 7, "rubrics": "Кафе", "keywords": "кофе"}]})
-        assert status == 400 and "record 0: rating must be an integer from 1 to 5, got 7" in error["message"]
-        status, error = server.post({"dataframe_records": [{"rating": 5, "rubrics": "Кафе"}]})
-        assert status == 400 and "missing inputs ['keywords']" in error["message"]
-        assert server.post(good) == (200, answer)  # still serving, and the same seed gives the same reviews
-    finally:
+@pytest.fixture(scope="module")
+def served_model(t5_run, tmp_path_factory):
+    """A function giving the registered demo model under `mlflow models serve`, a 30 s deadline a request.
+
+    The module's serving tests share one server; after a test has stopped it, the next one gets a new server.
+    """
+    servers = []
+
+    def serve() -> ModelServer:
+        if not servers or servers[-1].process.poll() is not None:
+            env = tool_env({"MLFLOW_TRACKING_URI": t5_run.tracking_uri, "REVIEWKIT_MAX_SECONDS": "30"})
+            servers.append(ModelServer(f"models:/{REGISTERED}/1", tmp_path_factory.mktemp("serve") / "serve.log", env))
+            servers[-1].wait_until_up()
+        return servers[-1]
+
+    yield serve
+    for server in servers:
         server.kill()
+
+
+@pytest.mark.slow  # a second process: `mlflow models serve` imports torch and mlflow and loads the model
+def test_mlflow_models_serve_answers_one_review_per_record_and_survives_bad_records(served_model):
+    server = served_model()
+    good = {"dataframe_records": [{"rating": 5, "rubrics": "Кафе", "keywords": "кофе"},
+                                  {"rating": 2, "rubrics": "Кафе;Бар", "keywords": ["пиво", "шумно"]}],
+            "params": {"max_new_tokens": 16, "seed": 3}}
+    status, answer = server.post(good)
+    assert status == 200 and len(answer["predictions"]) == 2 and all(answer["predictions"])
+    status, error = server.post({"dataframe_records": [{"rating": 7, "rubrics": "Кафе", "keywords": "кофе"}]})
+    assert status == 400 and "record 0: rating must be an integer from 1 to 5, got 7" in error["message"]
+    status, error = server.post({"dataframe_records": [{"rating": 5, "rubrics": "Кафе"}]})
+    assert status == 400 and "missing inputs ['keywords']" in error["message"]
+    assert server.post(good) == (200, answer)  # still serving, and the same seed gives the same reviews
 
 
 def record(**fields) -> dict:
@@ -284,43 +300,38 @@ HOSTILE = [  # (body, status, part of the message)
 
 
 @pytest.mark.slow  # a second process: `mlflow models serve` imports torch and mlflow and loads the model
-def test_hostile_requests_get_a_400_or_end_in_time_and_the_server_stays_well_and_stops_on_sigterm(t5_run, tmp_path):
-    server = ModelServer(f"models:/{REGISTERED}/1", tmp_path / "serve.log",
-                         tool_env({"MLFLOW_TRACKING_URI": t5_run.tracking_uri, "REVIEWKIT_MAX_SECONDS": "30"}))
-    try:
-        server.wait_until_up()
-        valid = {"dataframe_records": [record(), record(rating=1, keywords=["грязно", "долго"])],
-                 "params": {"max_new_tokens": 32, "seed": 5}}
-        status, alone = server.post(valid)
-        assert status == 200
-        rss_before = server.rss()
-        for body, status, message in HOSTILE:
-            answer = server.post(body, timeout=30)
-            assert answer[0] == status and message in answer[1]["message"], (message, str(answer)[:300])
+def test_hostile_requests_get_a_400_or_end_in_time_and_the_server_stays_well_and_stops_on_sigterm(served_model):
+    server = served_model()
+    valid = {"dataframe_records": [record(), record(rating=1, keywords=["грязно", "долго"])],
+             "params": {"max_new_tokens": 32, "seed": 5}}
+    status, alone = server.post(valid)
+    assert status == 200
+    rss_before = server.rss()
+    for body, status, message in HOSTILE:
+        answer = server.post(body, timeout=30)
+        assert answer[0] == status and message in answer[1]["message"], (message, str(answer)[:300])
 
-        # The worst valid request: the most records, the longest reviews, sampling that never ends a review early.
-        worst = {"dataframe_records": [record(rating=1 + i % 5) for i in range(256)],
-                 "params": {"max_new_tokens": 256, "temperature": 50, "top_k": 0, "top_p": 1.0}}
-        started = time.monotonic()
-        status, answer = server.post(worst, timeout=60)
-        assert status == 200 and len(answer["predictions"]) == 256 and time.monotonic() - started < 30 + 5
-        time.sleep(2)
-        cpu = server.cpu_seconds()
-        time.sleep(2)
-        assert server.cpu_seconds() - cpu < 0.2  # idle again: nothing generates on after the answer
+    # The worst valid request: the most records, the longest reviews, sampling that never ends a review early.
+    worst = {"dataframe_records": [record(rating=1 + i % 5) for i in range(256)],
+             "params": {"max_new_tokens": 256, "temperature": 50, "top_k": 0, "top_p": 1.0}}
+    started = time.monotonic()
+    status, answer = server.post(worst, timeout=60)
+    assert status == 200 and len(answer["predictions"]) == 256 and time.monotonic() - started < 30 + 5
+    time.sleep(2)
+    cpu = server.cpu_seconds()
+    time.sleep(2)
+    assert server.cpu_seconds() - cpu < 0.2  # idle again: nothing generates on after the answer
 
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            together = list(pool.map(lambda _: server.post(valid), range(8)))
-        assert together == [(200, alone)] * 8
-        assert server.ping() == 200 and server.post(valid) == (200, alone)
-        assert server.rss() < rss_before * 1.25, (server.rss(), rss_before)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda _: server.post(valid), range(8)))
+    assert together == [(200, alone)] * 8
+    assert server.ping() == 200 and server.post(valid) == (200, alone)
+    assert server.rss() < rss_before * 1.25, (server.rss(), rss_before)
 
-        # SIGTERM while worst requests generate and wait: the server is gone in seconds, not after their work.
-        pool = concurrent.futures.ThreadPoolExecutor(3)
-        pending = [pool.submit(server.post, worst, 60) for _ in range(3)]
-        time.sleep(1.5)
-        assert server.terminate(timeout=30) < 5
-        assert {future.result()[0] for future in pending} <= {503}, [str(f.result())[:200] for f in pending]
-        pool.shutdown()
-    finally:
-        server.kill()
+    # SIGTERM while worst requests generate and wait: the server is gone in seconds, not after their work.
+    pool = concurrent.futures.ThreadPoolExecutor(3)
+    pending = [pool.submit(server.post, worst, 60) for _ in range(3)]
+    time.sleep(1.5)
+    assert server.terminate(timeout=30) < 5
+    assert {future.result()[0] for future in pending} <= {503}, [str(f.result())[:200] for f in pending]
+    pool.shutdown()
