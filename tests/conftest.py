@@ -14,6 +14,7 @@ import os
 import re
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,10 @@ SCRIPTS = ROOT / "scripts"
 DEMO_INPUT = ROOT / "data" / "demo_reviews.tskv"
 PLUGINS = ROOT / "tests" / "plugins"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # for the scripts run in this process, as tool_env does for the others
+# A shell script that starts the suite in the background (`pytest ... &`) hands it SIGINT ignored, and every tool
+# the tests start would inherit that; the tests that press Ctrl-C on a tool need it delivered, as a terminal does.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Under pytest-xdist each worker, and every tool it starts, gets its share of the cores: torch's default of
 # one thread per core in every worker would oversubscribe them and slow each run down several times.
