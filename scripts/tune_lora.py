@@ -57,6 +57,7 @@ from reviewkit.tracking.store import stored_run
 from reviewkit.training.config import parse_config
 from reviewkit.training.recipe import load_data, run
 from reviewkit.training.search import TrialSeededTPE, check_study_name, enqueue_grid, settings_differences
+from reviewkit.training.stops import Terminated, raise_recorded_stop, stop_signals
 from train_lora import DEFAULTS as TRAIN_LORA_DEFAULTS, DEMO_DEFAULTS as TRAIN_LORA_DEMO_DEFAULTS
 
 EXPERIMENT = "tune_lora"
@@ -78,14 +79,6 @@ POLL_S = 2.0  # how often a worker with nothing left to start looks at the other
 
 class SurplusTrial(Exception):
     """Another worker started the search's last trial at the same moment; this one is dropped unrun."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler, `docker stop`), handled as Ctrl-C is."""
-
-
-def raise_terminated(signum, frame):
-    raise Terminated()
 
 
 def default_sigterm() -> None:
@@ -406,11 +399,11 @@ def main(argv: list[str] | None = None) -> int:
     quiet = QuietStops()
     for name in NOISY_ON_STOPS:
         logging.getLogger(name).addFilter(quiet)
-    previous_signal = signal.signal(signal.SIGTERM, raise_terminated)
     previous_hook = threading.excepthook
     threading.excepthook = quiet_lost_database_in_threads(previous_hook)
     try:
-        return search_main(argv)
+        with stop_signals(signal.SIGINT, signal.SIGTERM):
+            return search_main(argv)
     except Exception as exc:
         if lost_database(exc) is None:
             raise
@@ -418,7 +411,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         threading.excepthook = previous_hook
-        signal.signal(signal.SIGTERM, previous_signal)
         for name in NOISY_ON_STOPS:
             logging.getLogger(name).removeFilter(quiet)
 
@@ -503,6 +495,7 @@ def search_main(argv: list[str] | None) -> int:
                     told_waiting = True
                 time.sleep(POLL_S)
                 continue
+            raise_recorded_stop()  # a stop that arrived between trials and was swallowed
             study.optimize(objective, n_trials=1, catch=(SurplusTrial,))
     except TrainingError as exc:
         tqdm.write(f"error: {redact(exc)}", file=sys.stderr)

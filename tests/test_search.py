@@ -101,7 +101,7 @@ def test_a_stopped_worker_fails_its_trial_kills_its_run_and_says_one_line(tmp_pa
         time.sleep(0.2)
     worker.send_signal(stop)
     stderr = worker.communicate(timeout=120)[1]
-    assert worker.returncode == code and "Traceback" not in stderr
+    assert worker.returncode == code and "Traceback" not in stderr, f"exit {worker.returncode}: {stderr[-3000:]}"
     (line,) = [line for line in console_lines(stderr) if line.startswith(said)]
     assert "rerun the same command to resume" in line
     study = optuna.load_study(study_name="tune_lora", storage=f"sqlite:///{tmp_path / 'tune' / 'study.db'}")
@@ -116,6 +116,24 @@ def test_a_stopped_worker_fails_its_trial_kills_its_run_and_says_one_line(tmp_pa
     assert [r.info.status for r in runs if r.info.run_name == "search tune_lora"] == ["FINISHED"]
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == 2
+
+
+def test_a_ctrl_c_that_a_finalizer_swallowed_still_stops_the_worker_at_the_next_step(tmp_path):
+    """Python drops an exception raised inside `__del__`; the worker raises the recorded Ctrl-C again."""
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_python(SCRIPTS / "tune_lora.py", "--demo", "--num_train_epochs", 1, "--max_train_samples", 200,
+                        "--output_dir", tmp_path / "tune", "--tracking_uri", tracking, "--trials", 2,
+                        env={"REVIEWKIT_TEST_SIGINT_IN_FINALIZER_AT": "3"})
+    assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    (line,) = [line for line in console_lines(result.stderr) if line.startswith("interrupted")]
+    assert "rerun the same command to resume" in line
+    study = optuna.load_study(study_name="tune_lora", storage=f"sqlite:///{tmp_path / 'tune' / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL"]
+    client = mlflow.MlflowClient(tracking)
+    (trial_run,) = client.search_runs([client.get_experiment_by_name("tune_lora").experiment_id],
+                                      "attributes.run_name = 'trial 0'")
+    assert trial_run.info.status == "KILLED"
+    assert client.get_metric_history(trial_run.info.run_id, "eval_loss") == []  # stopped within its first epoch
 
 
 def test_a_worker_that_ends_while_another_trains_leaves_the_parent_running_for_it(tmp_path):

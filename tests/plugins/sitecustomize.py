@@ -5,6 +5,9 @@ Python imports `sitecustomize` at start-up; without the variables below it does 
 - REVIEWKIT_TEST_KILL_AT=STAGE:N: the process SIGKILLs itself at `train:N` (the training step
   that becomes optimizer step N), `evaluate:N` (the first validation batch after epoch N) or
   `save:N` (after the model weights of epoch N's checkpoint, before its optimizer and trainer state).
+- REVIEWKIT_TEST_SIGINT_IN_FINALIZER_AT=N: at the training step that becomes optimizer step N, an object's
+  `__del__` sends the process SIGINT, so that the KeyboardInterrupt is raised inside the finalizer, where Python
+  drops it (as a Ctrl-C that lands while a connection or tensor is freed).
 - REVIEWKIT_TEST_RECORD_BATCHES=DIR: each process appends, per training step, its epoch and the label ids of
   every example of its batch to DIR/rank-N.jsonl (which examples each torchrun rank trained on).
 The patches sit on transformers' Trainer, below the project's ReviewTrainer, so the project's code runs unchanged.
@@ -16,7 +19,13 @@ import signal
 
 _NAN_AT_STEP = int(os.environ.get("REVIEWKIT_TEST_NAN_AT_STEP", "0"))
 _KILL_AT = os.environ.get("REVIEWKIT_TEST_KILL_AT", "")
+_SIGINT_IN_FINALIZER_AT = int(os.environ.get("REVIEWKIT_TEST_SIGINT_IN_FINALIZER_AT", "0"))
 _RECORD_BATCHES = os.environ.get("REVIEWKIT_TEST_RECORD_BATCHES", "")
+
+
+class _SigintInFinalizer:
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)  # the handler runs here and its exception goes to sys.unraisablehook
 
 
 def _kill_if(stage, where):
@@ -42,6 +51,8 @@ def _install():
         if _RECORD_BATCHES:
             _record(self, inputs)
         _kill_if("train", step)
+        if step == _SIGINT_IN_FINALIZER_AT:
+            _SigintInFinalizer()  # freed at once
         loss = training_step(self, model, inputs, *args, **kwargs)
         return loss * float("nan") if step == _NAN_AT_STEP else loss
 
@@ -58,5 +69,5 @@ def _install():
     Trainer._save_optimizer_and_scheduler = patched_save_optimizer
 
 
-if _NAN_AT_STEP or _KILL_AT or _RECORD_BATCHES:
+if _NAN_AT_STEP or _KILL_AT or _SIGINT_IN_FINALIZER_AT or _RECORD_BATCHES:
     _install()

@@ -8,6 +8,7 @@ resume), peft for LoRA and datasets for tokenisation.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from ..tracking.store import check_tracking_uri, resolve_tracking_uri
 from .checkpoints import last_complete_checkpoint
 from .config import ExperimentConfig, parse_config
 from .console import make_quiet
+from .stops import RaiseRecordedStop, stop_signals
 from .trainer import EpochStats, EpochStatsCallback, ReviewCollator, ReviewTrainer, balanced
 
 
@@ -31,7 +33,8 @@ def main(experiment: str, description: str, defaults: dict, demo_defaults: dict,
     """The whole command line of an experiment script; returns the exit code."""
     config, training_args = parse_config(description, defaults, demo_defaults, argv, run_name_prefix=experiment)
     try:
-        summary = run(config, training_args, experiment)
+        with stop_signals(signal.SIGINT):
+            summary = run(config, training_args, experiment)
     except UserError as exc:
         tqdm.write(f"error: {exc}", file=sys.stderr)  # on its own line even below a progress bar
         return 1
@@ -209,7 +212,7 @@ def build_trainer(config: ExperimentConfig, training_args, experiment: str, mode
     trainer = ReviewTrainer(
         model=model, args=training_args, train_dataset=train_set, eval_dataset=dataset["validation"],
         data_collator=ReviewCollator(tokenizer, model), processing_class=tokenizer,
-        callbacks=[EpochStatsCallback(stats), logger, *callbacks],
+        callbacks=[EpochStatsCallback(stats), logger, RaiseRecordedStop(), *callbacks],
         stats=stats, sample_weights=sample_weights, rating_loss_weights=rating_loss_weights,
     )
     if not config.verbose:
