@@ -7,12 +7,15 @@ is watched (or broken) from outside, on the client object, by monkeypatch.
 
 import json
 import socket
+import sqlite3
 
 import pytest
 
 from conftest import seed_mlflow_store
 from reviewkit.tracking.client import (MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH,
-                                       experiment_id, log_params, open_client, resume_run, run_in_store, start_run)
+                                       experiment_id, log_dataset_inputs, log_params, open_client, resume_run,
+                                       run_in_store, start_run)
+from reviewkit.tracking.conventions import dataset_inputs
 from reviewkit.tracking.epochs import eval_losses, pick_best_epoch
 from reviewkit.tracking.queue import PENDING_FILE, PendingQueue
 from reviewkit.tracking.store import RUN_ID_FILE, store_run, stored_run
@@ -137,6 +140,41 @@ def test_experiment_is_got_or_created_once_even_in_a_race(store, monkeypatch):
     real, answers = client.get_experiment_by_name, iter([None])
     monkeypatch.setattr(client, "get_experiment_by_name", lambda name: next(answers, None) or real(name))
     assert experiment_id(client, "raced") == created
+
+
+def test_a_dataset_another_process_inserts_first_is_linked_not_lost(tmp_path, store, monkeypatch):
+    """The race of two tune_lora workers: the other inserts the dataset between our look-up and our insert."""
+    import pandas as pd
+    from mlflow.store.tracking.dbmodels.models import SqlDataset
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    uri, client, run_id = store
+    data_dir = tmp_path / "reviews"
+    data_dir.mkdir()
+    for split in ("train", "validation"):
+        pd.DataFrame({"text": [f"{split} review"]}).to_parquet(data_dir / f"{split}.parquet")
+    inputs = dataset_inputs(data_dir)
+    other_client = open_client(uri)
+    other_run = start_run(other_client, experiment_id(other_client, "queue"), "the other worker")
+    raced = []
+
+    def the_other_worker_first(session, flush_context, instances):
+        if not raced and any(isinstance(row, SqlDataset) for row in session.new):
+            raced.append(True)
+            other_client.log_inputs(other_run, datasets=inputs)
+
+    event.listen(Session, "before_flush", the_other_worker_first)
+    try:
+        log_dataset_inputs(client, run_id, inputs)
+    finally:
+        event.remove(Session, "before_flush", the_other_worker_first)
+    assert raced
+    linked = {run: sorted(i.dataset.digest for i in client.get_run(run).inputs.dataset_inputs)
+              for run in (run_id, other_run)}
+    assert linked[run_id] == linked[other_run] and len(linked[run_id]) == 2
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        assert db.execute("SELECT count(*) FROM datasets").fetchone() == (2,)
 
 
 def test_params_are_masked_cut_and_sent_in_batches(store, monkeypatch):

@@ -6,7 +6,7 @@ tune_lora.py get or create their experiment with `experiment_id`, open a run wit
 `resume_run` and log parameters with `log_params`: masked (`reviewkit.common.redact`) and in
 batches within MLflow's limits. The run a training output directory names
 (OUTPUT_DIR/mlflow_run.json, read by `reviewkit.tracking.store.stored_run`) is found with
-`run_in_store`. Values that must survive a dead server go through `reviewkit.tracking.queue`.
+`run_in_store`. Datasets are linked with `log_dataset_inputs`. Values that must survive a dead server go through `reviewkit.tracking.queue`.
 """
 
 from __future__ import annotations
@@ -82,6 +82,16 @@ def run_in_store(client, output_dir: str | os.PathLike, tracking_uri: str) -> st
     except Exception:  # noqa: BLE001 - MlflowException: deleted or unknown in this store
         return None
     return stored["run_id"]
+
+
+def log_dataset_inputs(client, run_id: str, inputs: list) -> None:
+    """Link the MLflow DatasetInputs INPUTS to the run. MLflow's store looks each dataset up and then inserts the
+    missing ones; when another process (a second tune_lora worker) inserts the same dataset in between, the insert
+    breaks the store's unique key, and a second call finds that row and links it."""
+    try:
+        client.log_inputs(run_id, datasets=inputs)
+    except Exception:  # noqa: BLE001 - MlflowException: lost the race; anything else fails again below
+        client.log_inputs(run_id, datasets=inputs)
 
 
 def masked_params(params: dict) -> list:

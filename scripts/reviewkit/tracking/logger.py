@@ -31,7 +31,8 @@ from tqdm import tqdm
 from transformers import TrainerCallback
 
 from ..common.redact import mask_uri, redact
-from .client import artifact_location, experiment_id, log_params, open_client, resume_run, run_in_store, start_run
+from .client import (artifact_location, experiment_id, log_dataset_inputs, log_params, open_client, resume_run,
+                     run_in_store, start_run)
 from .conventions import card_description, dataset_inputs, note_tag
 from .epochs import eval_losses, pick_best_epoch
 from .queue import PENDING_FILE, PendingQueue
@@ -85,7 +86,7 @@ class MlflowLogger(TrainerCallback):
             store_run(args.output_dir, self.tracking_uri, self.run_id)
             log_params(self._client, self.run_id, self.params)
             if self.data_dir is not None:
-                self._client.log_inputs(self.run_id, datasets=dataset_inputs(self.data_dir))
+                log_dataset_inputs(self._client, self.run_id, dataset_inputs(self.data_dir))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self._client is None or not logs or state.global_step <= self._last_logged_step:
