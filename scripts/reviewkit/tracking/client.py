@@ -6,7 +6,8 @@ tune_lora.py get or create their experiment with `experiment_id`, open a run wit
 `resume_run` and log parameters with `log_params`: masked (`reviewkit.common.redact`) and in
 batches within MLflow's limits. The run a training output directory names
 (OUTPUT_DIR/mlflow_run.json, read by `reviewkit.tracking.store.stored_run`) is found with
-`run_in_store`. Datasets are linked with `log_dataset_inputs`. Values that must survive a dead server go through `reviewkit.tracking.queue`.
+`run_in_store`. Datasets are linked with `log_dataset_inputs`. Values that must survive a dead
+server go through `reviewkit.tracking.queue`.
 """
 
 from __future__ import annotations
