@@ -2,7 +2,8 @@
 (reviewkit.tracking.queue) and the best epoch (reviewkit.tracking.epochs), without training.
 
 Real MLflow on a sqlite store in tmp_path; a dead server is a closed port on 127.0.0.1. MlflowClient.log_batch
-is watched (or broken) from outside, on the client object, by monkeypatch.
+is watched (or broken) from outside, on the client object, by monkeypatch; a second process's insert is
+placed inside MLflow's own transaction by a SQLAlchemy `before_flush` listener.
 """
 
 import json
@@ -142,7 +143,7 @@ def test_experiment_is_got_or_created_once_even_in_a_race(store, monkeypatch):
     assert experiment_id(client, "raced") == created
 
 
-def test_a_dataset_another_process_inserts_first_is_linked_not_lost(tmp_path, store, monkeypatch):
+def test_a_dataset_another_process_inserts_first_is_linked_not_lost(tmp_path, store):
     """The race of two tune_lora workers: the other inserts the dataset between our look-up and our insert."""
     import pandas as pd
     from mlflow.store.tracking.dbmodels.models import SqlDataset
